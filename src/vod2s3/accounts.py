@@ -1,0 +1,252 @@
+"""Customer accounts: API keys and secrets (encrypted at rest) and their AWS settings."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, exc, insert, select, update
+
+from vod2s3.clock import Clock
+from vod2s3.crypto import SecretBox
+from vod2s3.errors import BadRequest, Conflict, NotFound
+from vod2s3.store.db import transaction
+from vod2s3.store.schema import accounts
+
+STORAGE_USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ALLOW_LIST_ENTRY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+API_KEY_ALPHABET = string.ascii_uppercase + string.digits
+DEFAULT_GRACE = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    cdn: int
+    storage_user: str
+    api_key: str
+    disabled: bool
+    aws_access_key_id: str
+    aws_region: str
+    aws_endpoint_url: str
+    allowed_buckets: tuple[str, ...]
+    created: datetime
+    # Encrypted; decrypt only where needed, through the methods below.
+    _secret_enc: str
+    _previous_secret_enc: str | None
+    _previous_secret_expires: datetime | None
+    _aws_secret_enc: str
+
+    def __repr__(self) -> str:
+        return f"Account(cdn={self.cdn}, storage_user={self.storage_user!r})"
+
+    def api_secrets(self, box: SecretBox, now: datetime) -> list[str]:
+        """The secrets a request may be signed with: the current one, and the previous one
+        while its grace period lasts."""
+        valid = [box.decrypt(self._secret_enc)]
+        expires = self._previous_secret_expires
+        if self._previous_secret_enc and expires is not None and now < expires:
+            valid.append(box.decrypt(self._previous_secret_enc))
+        return valid
+
+    def aws_secret_access_key(self, box: SecretBox) -> str:
+        return box.decrypt(self._aws_secret_enc) if self._aws_secret_enc else ""
+
+    @property
+    def has_aws_credentials(self) -> bool:
+        return bool(self.aws_access_key_id and self._aws_secret_enc)
+
+    def may_use_bucket(self, bucket: str) -> bool:
+        return not self.allowed_buckets or bucket in self.allowed_buckets
+
+    def public_view(self) -> dict[str, Any]:
+        """What `accounts list` shows: no secret of any kind."""
+        return {
+            "cdn": self.cdn,
+            "storage_user": self.storage_user,
+            "api_key": self.api_key,
+            "disabled": self.disabled,
+            "aws_access_key_id": self.aws_access_key_id,
+            "aws_region": self.aws_region,
+            "aws_endpoint_url": self.aws_endpoint_url,
+            "buckets": list(self.allowed_buckets),
+            "created": self.created.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+
+
+@dataclass(frozen=True)
+class IssuedCredentials:
+    cdn: int
+    storage_user: str
+    api_key: str
+    secret: str
+
+
+def _from_row(row: Any) -> Account:
+    return Account(
+        id=row.id,
+        cdn=row.cdn,
+        storage_user=row.storage_user,
+        api_key=row.api_key,
+        disabled=bool(row.disabled),
+        aws_access_key_id=row.aws_access_key_id,
+        aws_region=row.aws_region,
+        aws_endpoint_url=row.aws_endpoint_url,
+        allowed_buckets=tuple(row.allowed_buckets or ()),
+        created=row.created,
+        _secret_enc=row.secret_enc,
+        _previous_secret_enc=row.previous_secret_enc,
+        _previous_secret_expires=row.previous_secret_expires,
+        _aws_secret_enc=row.aws_secret_access_key_enc,
+    )
+
+
+def new_api_key() -> str:
+    return "".join(secrets.choice(API_KEY_ALPHABET) for _ in range(32))
+
+
+def new_secret() -> str:
+    return secrets.token_hex(32)
+
+
+def validate_bucket_name(bucket: str) -> str | None:
+    """Why ``bucket`` is not a valid S3 bucket name, or None when it is."""
+    if not BUCKET_RE.match(bucket):
+        return (
+            "a bucket name is 3-63 characters of lowercase letters, digits, '.' and '-', "
+            "starting and ending with a letter or digit"
+        )
+    if ".." in bucket or re.match(r"^\d+\.\d+\.\d+\.\d+$", bucket):
+        return "a bucket name may not contain '..' or look like an IP address"
+    if bucket.startswith(RESERVED_BUCKET_PREFIXES) or bucket.endswith(RESERVED_BUCKET_SUFFIXES):
+        return "a bucket name may not use the prefixes or suffixes AWS reserves"
+    return None
+
+
+class AccountStore:
+    def __init__(self, engine: Engine, box: SecretBox, clock: Clock) -> None:
+        self._engine = engine
+        self._box = box
+        self._clock = clock
+
+    def create(
+        self,
+        cdn: int,
+        storage_user: str,
+        api_key: str | None = None,
+        secret: str | None = None,
+    ) -> IssuedCredentials:
+        if cdn <= 0:
+            raise BadRequest("--cdn must be a positive whole number")
+        if not STORAGE_USER_RE.match(storage_user):
+            raise BadRequest(
+                f"Storage user {storage_user!r} is not a folder name: use letters, digits, "
+                "'.', '_' and '-'"
+            )
+        api_key = api_key or new_api_key()
+        secret = secret or new_secret()
+        try:
+            with transaction(self._engine) as conn:
+                conn.execute(
+                    insert(accounts).values(
+                        cdn=cdn,
+                        storage_user=storage_user,
+                        api_key=api_key,
+                        secret_enc=self._box.encrypt(secret),
+                        disabled=False,
+                        aws_access_key_id="",
+                        aws_secret_access_key_enc="",
+                        aws_region="us-east-1",
+                        aws_endpoint_url="",
+                        allowed_buckets=[],
+                        created=self._clock.now(),
+                    )
+                )
+        except exc.IntegrityError:
+            raise Conflict(f"An account with cdn {cdn} (or that API key) exists already") from None
+        return IssuedCredentials(cdn, storage_user, api_key, secret)
+
+    def get(self, cdn: int) -> Account:
+        with transaction(self._engine) as conn:
+            row = conn.execute(select(accounts).where(accounts.c.cdn == cdn)).first()
+        if row is None:
+            raise NotFound(f"No account with cdn {cdn}")
+        return _from_row(row)
+
+    def get_by_id(self, account_id: int) -> Account:
+        with transaction(self._engine) as conn:
+            row = conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
+        if row is None:
+            raise NotFound(f"No account with id {account_id}")
+        return _from_row(row)
+
+    def find_by_api_key(self, api_key: str) -> Account | None:
+        with transaction(self._engine) as conn:
+            row = conn.execute(select(accounts).where(accounts.c.api_key == api_key)).first()
+        return None if row is None else _from_row(row)
+
+    def all(self) -> list[Account]:
+        with transaction(self._engine) as conn:
+            rows = conn.execute(select(accounts).order_by(accounts.c.cdn)).all()
+        return [_from_row(row) for row in rows]
+
+    def set_aws(
+        self,
+        cdn: int,
+        access_key_id: str,
+        secret_access_key: str,
+        region: str,
+        endpoint_url: str = "",
+        buckets: list[str] | None = None,
+    ) -> Account:
+        for bucket in buckets or []:
+            # Only the characters are checked here: the allow-list is matched exactly, and
+            # aws.upload checks the full S3 naming rules of the bucket it is asked for.
+            if not ALLOW_LIST_ENTRY_RE.match(bucket):
+                raise BadRequest(
+                    f"Bucket {bucket!r} is not a bucket name: use letters, digits, '.', '-'"
+                )
+        if endpoint_url and not re.match(r"^https?://[^\s/]+", endpoint_url):
+            raise BadRequest("--endpoint-url must be an http:// or https:// URL")
+        if not access_key_id or not secret_access_key:
+            raise BadRequest("--access-key-id and --secret-access-key must not be empty")
+        values: dict[str, Any] = {
+            "aws_access_key_id": access_key_id,
+            "aws_secret_access_key_enc": self._box.encrypt(secret_access_key),
+            "aws_region": region,
+            "aws_endpoint_url": endpoint_url.rstrip("/"),
+        }
+        if buckets is not None:
+            values["allowed_buckets"] = buckets
+        self._update(cdn, values)
+        return self.get(cdn)
+
+    def rotate_secret(self, cdn: int, grace: timedelta = DEFAULT_GRACE) -> str:
+        """A new secret; the old one stays valid for ``grace``."""
+        account = self.get(cdn)
+        secret = new_secret()
+        self._update(
+            cdn,
+            {
+                "secret_enc": self._box.encrypt(secret),
+                "previous_secret_enc": account._secret_enc,
+                "previous_secret_expires": self._clock.now() + grace,
+            },
+        )
+        return secret
+
+    def set_disabled(self, cdn: int, disabled: bool) -> None:
+        self._update(cdn, {"disabled": disabled})
+
+    def _update(self, cdn: int, values: dict[str, Any]) -> None:
+        with transaction(self._engine) as conn:
+            result = conn.execute(update(accounts).where(accounts.c.cdn == cdn).values(**values))
+        if result.rowcount == 0:
+            raise NotFound(f"No account with cdn {cdn}")

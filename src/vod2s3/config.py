@@ -1,0 +1,173 @@
+"""Settings, built from an environment mapping in one place."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vod2s3.errors import ConfigurationError
+
+MiB = 1024 * 1024
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= minimum:  # also refuses NaN
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {raw}")
+    return value
+
+
+PAYLOAD_SIGNING_MODES = ("auto", "on", "off")
+LOG_FORMATS = ("text", "json")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    nets = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigurationError(
+                f"VOD2S3_CALLBACK_ALLOW: {item!r} is not a network such as 127.0.0.0/8"
+            ) from None
+    return tuple(nets)
+
+
+MIN_OPERATOR_TOKEN = 16
+
+
+def _operator_token(env: Mapping[str, str]) -> str:
+    token = env.get("VOD2S3_OPERATOR_TOKEN", "").strip()
+    if token and len(token) < MIN_OPERATOR_TOKEN:
+        # The dashboard accepts it in a query parameter: it must not be guessable.
+        raise ConfigurationError(
+            f"VOD2S3_OPERATOR_TOKEN must be at least {MIN_OPERATOR_TOKEN} characters "
+            "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return token
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///vod2s3.db"
+    storage_root: Path = Path("storage")
+    master_key: str = ""
+    callback_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
+        default_factory=tuple
+    )
+    timestamp_window: int = 300
+    max_body_bytes: int = 64 * 1024
+    # worker
+    worker_concurrency: int = 4
+    lease_seconds: int = 60
+    max_attempts: int = 5
+    retry_base_delay: float = 2.0
+    retry_max_delay: float = 300.0
+    poll_interval: float = 1.0
+    multipart_threshold: int = 16 * MiB
+    part_size: int = 16 * MiB
+    parts_in_flight: int = 3
+    # Room for part buffers all of a worker's uploads share, in parts of part_size: memory
+    # stays near parts_in_memory x part_size however many uploads run (docs/benchmarks.md).
+    parts_in_memory: int = 3
+    s3_connect_timeout: float = 10.0
+    s3_read_timeout: float = 60.0
+    # SHA-256 signing of every body byte: "auto" signs over plain http only (over https the
+    # CRC32C that S3 verifies plus TLS already cover the bytes).
+    payload_signing: str = "auto"
+    log_format: str = "text"  # or "json": one object per line (vod2s3/logs.py)
+    # Bearer token of the read-only /dashboard; empty = the dashboard is off (404).
+    operator_token: str = field(default="", repr=False)
+    callback_timeout: float = 10.0
+    # Abuse limits (docs/security.md).
+    rate_limit: float = 20.0  # requests per second per account and API process; 0 = off
+    rate_burst: int = 40
+    max_queued_per_account: int = 10_000  # queued + uploading uploads; 0 = no cap
+    body_timeout: float = 30.0  # seconds a client has to send its whole request body
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        default = cls()
+        return cls(
+            database_url=env.get("VOD2S3_DATABASE_URL", "").strip() or default.database_url,
+            storage_root=Path(env.get("VOD2S3_STORAGE_ROOT", "").strip() or default.storage_root),
+            master_key=env.get("VOD2S3_MASTER_KEY", "").strip(),
+            callback_allow=_networks(env.get("VOD2S3_CALLBACK_ALLOW", "")),
+            timestamp_window=_int(env, "VOD2S3_TIMESTAMP_WINDOW", default.timestamp_window, 1),
+            max_body_bytes=_int(env, "VOD2S3_MAX_BODY_BYTES", default.max_body_bytes, 1024),
+            worker_concurrency=_int(
+                env, "VOD2S3_WORKER_CONCURRENCY", default.worker_concurrency, 1
+            ),
+            lease_seconds=_int(env, "VOD2S3_LEASE_SECONDS", default.lease_seconds, 5),
+            max_attempts=_int(env, "VOD2S3_MAX_ATTEMPTS", default.max_attempts, 1),
+            retry_base_delay=_float(env, "VOD2S3_RETRY_BASE_DELAY", default.retry_base_delay, 0.0),
+            retry_max_delay=_float(env, "VOD2S3_RETRY_MAX_DELAY", default.retry_max_delay, 0.0),
+            poll_interval=_float(env, "VOD2S3_POLL_INTERVAL", default.poll_interval, 0.01),
+            s3_connect_timeout=_float(
+                env, "VOD2S3_S3_CONNECT_TIMEOUT", default.s3_connect_timeout, 0.1
+            ),
+            s3_read_timeout=_float(env, "VOD2S3_S3_READ_TIMEOUT", default.s3_read_timeout, 0.1),
+            payload_signing=_choice(
+                env, "VOD2S3_PAYLOAD_SIGNING", default.payload_signing, PAYLOAD_SIGNING_MODES
+            ),
+            multipart_threshold=_int(
+                env, "VOD2S3_MULTIPART_THRESHOLD", default.multipart_threshold, 5 * MiB
+            ),
+            part_size=_int(env, "VOD2S3_PART_SIZE", default.part_size, 5 * MiB),
+            parts_in_flight=_int(env, "VOD2S3_PARTS_IN_FLIGHT", default.parts_in_flight, 1),
+            parts_in_memory=_int(env, "VOD2S3_PARTS_IN_MEMORY", default.parts_in_memory, 1),
+            log_format=_choice(env, "VOD2S3_LOG_FORMAT", default.log_format, LOG_FORMATS),
+            operator_token=_operator_token(env),
+            rate_limit=_float(env, "VOD2S3_RATE_LIMIT", default.rate_limit, 0.0),
+            rate_burst=_int(env, "VOD2S3_RATE_BURST", default.rate_burst, 1),
+            max_queued_per_account=_int(
+                env, "VOD2S3_MAX_QUEUED_PER_ACCOUNT", default.max_queued_per_account, 0
+            ),
+            body_timeout=_float(env, "VOD2S3_BODY_TIMEOUT", default.body_timeout, 0.1),
+            callback_timeout=_float(env, "VOD2S3_CALLBACK_TIMEOUT", default.callback_timeout, 0.1),
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None for another database or an in-memory one."""
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split(":///", 1)[-1]
+        if not path or path == ":memory:":
+            return None
+        return Path(path)

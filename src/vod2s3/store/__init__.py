@@ -1,0 +1,1 @@
+"""Persistence: tables, migrations, and the operations on accounts and uploads."""

@@ -1,0 +1,81 @@
+"""Engine creation and translation of driver errors at the boundary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+
+from vod2s3.errors import DatabaseUnavailable
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``sqlite:///…`` or ``postgresql://…`` with the settings each needs."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        # psycopg 3 is the driver we ship; a bare postgresql:// URL would pick psycopg2.
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not pysqlite, decide when transactions begin, so that BEGIN IMMEDIATE
+    # below really takes the write lock at the start of every transaction.
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # WAL's usual setting: no fsync per commit, still consistent after a crash; a power cut
+    # can lose the last commits, which for the part journal means re-sending a part.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # Every transaction takes the write lock up front: SQLite then serialises writers
+    # instead of failing one of them with "database is locked" at commit time.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction; an unreachable database becomes :class:`DatabaseUnavailable`."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except exc.OperationalError as error:
+        if _is_unavailable(error):
+            raise DatabaseUnavailable(
+                "The database is unavailable right now; try again in a few seconds"
+            ) from error
+        raise
+    except exc.InterfaceError as error:
+        raise DatabaseUnavailable(
+            "The database is unavailable right now; try again in a few seconds"
+        ) from error
+
+
+_UNAVAILABLE_SIGNS = (
+    "connect",
+    "connection",
+    "server closed",
+    "terminating",
+    "shutting down",
+    "database is locked",
+    "unable to open database",
+    "disk i/o error",
+)
+
+
+def _is_unavailable(error: exc.OperationalError) -> bool:
+    if error.connection_invalidated:
+        return True
+    text = str(error.orig).lower()
+    return any(sign in text for sign in _UNAVAILABLE_SIGNS)

@@ -1,0 +1,59 @@
+"""Build the boto3 S3 client for one account's credentials and endpoint."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from vod2s3.s3.model import S3Target
+
+if TYPE_CHECKING:  # the stubs are a development dependency only
+    from mypy_boto3_s3 import S3Client
+
+
+def make_client(
+    target: S3Target,
+    *,
+    connect_timeout: float = 10,
+    read_timeout: float = 60,
+    max_pool_connections: int = 10,
+    payload_signing: str = "auto",
+) -> S3Client:
+    """A client that never retries on its own: the worker retries whole attempts, with backoff.
+
+    ``max_pool_connections`` should be at least the upload's ``parts_in_flight``, or urllib3
+    discards and reopens connections.
+    """
+    over_tls = not target.endpoint_url or target.endpoint_url.lower().startswith("https:")
+    sign_payload = payload_signing == "on" or (payload_signing == "auto" and not over_tls)
+    config = Config(
+        region_name=target.region,
+        signature_version="s3v4",
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_pool_connections=max_pool_connections,
+        s3={
+            # S3-compatible servers (MinIO, moto, Ceph) are usually reached by address, not
+            # by per-bucket DNS names.
+            "addressing_style": "path" if target.endpoint_url else "auto",
+            # We send our own CRC32C of every body, which S3 verifies, and TLS protects it in
+            # transit, so SHA-256 payload signing (a second pass over every byte) buys nothing
+            # there; botocore would skip it by itself only for checksums it computes. Over
+            # plain http the payload stays signed by default: there the signature is the only
+            # tamper check. Operators may turn it off for a trusted network ("off").
+            "payload_signing_enabled": sign_payload,
+        },
+    )
+    # A fresh session per client: boto3's default session is not safe to share across the
+    # worker's threads while clients are being created.
+    session = boto3.session.Session()
+    return session.client(
+        "s3",
+        endpoint_url=target.endpoint_url or None,
+        aws_access_key_id=target.access_key_id,
+        aws_secret_access_key=target.secret_access_key,
+        config=config,
+    )

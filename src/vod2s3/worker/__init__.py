@@ -1,0 +1,1 @@
+"""The worker: claims queued uploads, runs the uploader, records the outcome."""

@@ -1,0 +1,45 @@
+"""One boto3 client per account's S3 settings, shared by that account's uploads."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import TYPE_CHECKING
+
+from vod2s3.s3 import S3Target, make_client
+
+if TYPE_CHECKING:  # the stubs are a development dependency only
+    from mypy_boto3_s3 import S3Client
+
+
+class ClientCache:
+    """boto3 clients are thread-safe and expensive to build (tens of ms): build each once."""
+
+    def __init__(
+        self, connect_timeout: float, read_timeout: float, payload_signing: str, pool_size: int
+    ) -> None:
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._payload_signing = payload_signing
+        self._pool_size = pool_size
+        self._clients: dict[str, S3Client] = {}
+        self._lock = threading.Lock()
+
+    def get(self, target: S3Target) -> S3Client:
+        # Keyed by a digest, so that no secret sits in a dict key that might get printed.
+        identity = "\0".join(
+            (target.access_key_id, target.secret_access_key, target.region, target.endpoint_url)
+        )
+        key = hashlib.sha256(identity.encode("utf-8")).hexdigest()
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = make_client(
+                    target,
+                    connect_timeout=self._connect_timeout,
+                    read_timeout=self._read_timeout,
+                    payload_signing=self._payload_signing,
+                    max_pool_connections=self._pool_size,
+                )
+                self._clients[key] = client
+            return client

@@ -1,0 +1,1 @@
+"""The signed JSON API (SPEC §2)."""

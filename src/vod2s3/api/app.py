@@ -1,0 +1,135 @@
+"""The Starlette application: POST /stable/, /healthz, /readyz, /metrics, /dashboard, and
+failure envelopes for everything else."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from vod2s3.api.auth import authenticate
+from vod2s3.api.body import parse_body
+from vod2s3.api.commands import COMMANDS
+from vod2s3.api.context import Services
+from vod2s3.api.dashboard import make_dashboard
+from vod2s3.api.envelope import failure, success
+from vod2s3.api.fields import required_str
+from vod2s3.errors import BadRequest, MethodNotAllowed, NotFound, Vod2s3Error
+
+log = logging.getLogger("vod2s3.api")
+
+
+def _run_command(services: Services, raw: str, obj: dict[str, Any]) -> tuple[str, Any]:
+    command = required_str(obj, "command")
+    handler = COMMANDS.get(command)
+    if handler is None:
+        raise BadRequest(
+            f"Unknown command {command[:64]!r}: known commands are {', '.join(sorted(COMMANDS))}"
+        )
+    call = authenticate(services, raw, obj)
+    return handler(services, call)
+
+
+def _make_stable(services: Services) -> Any:
+    async def stable(request: Request) -> Response:
+        started = time.perf_counter()
+        command: object = None
+        try:
+            if request.method != "POST":
+                raise MethodNotAllowed(
+                    f"Method {request.method} is not allowed: POST the request to /stable/"
+                )
+            settings = services.settings
+            body = await parse_body(request, settings.max_body_bytes, settings.body_timeout)
+            command = body.obj.get("command")
+            # Database and file-system work is blocking: keep it off the event loop.
+            message, data = await run_in_threadpool(_run_command, services, body.raw, body.obj)
+            response: Response = success(message, data, started)
+        except Vod2s3Error as error:
+            response = failure(error, started)
+            if isinstance(error, MethodNotAllowed):
+                response.headers["Allow"] = "POST"
+        except Exception:
+            log.exception("unhandled error in /stable/")
+            response = failure(Vod2s3Error("internal"), started)
+        services.metrics.api_request(command, response.status_code, COMMANDS)
+        return response
+
+    return stable
+
+
+def _make_metrics(services: Services) -> Any:
+    async def metrics(_request: Request) -> Response:
+        """Prometheus text format. Aggregate counts only: no account's key, secret or cdn."""
+        # The queue depth is read from the database: keep it off the event loop.
+        body = await run_in_threadpool(services.metrics.exposition)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return metrics
+
+
+async def healthz(_request: Request) -> Response:
+    """The process is up (it does not look at the database: see /readyz)."""
+    return JSONResponse({"status": "ok"})
+
+
+def _make_readyz(services: Services) -> Any:
+    async def readyz(_request: Request) -> Response:
+        """Ready to serve: the database answers. 503 with the envelope when it does not."""
+        started = time.perf_counter()
+        try:
+            await run_in_threadpool(services.uploads.ping)
+        except Vod2s3Error as error:
+            return failure(error, started)
+        return JSONResponse({"status": "ready"})
+
+    return readyz
+
+
+def _no_such_endpoint(path: str) -> str:
+    return f"No such endpoint {path!r}: POST API requests to /stable/"
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    started = time.perf_counter()
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        response = failure(
+            MethodNotAllowed(f"Method {request.method} is not allowed here"), started
+        )
+        # RFC 9110: a 405 names the methods that are allowed; Starlette's router knows them.
+        response.headers["Allow"] = (exc.headers or {}).get("Allow", "")
+        return response
+    return failure(NotFound(_no_such_endpoint(request.url.path)), started)
+
+
+async def _server_error(_request: Request, _exc: Exception) -> Response:
+    return failure(Vod2s3Error("internal"), time.perf_counter())
+
+
+def create_app(services: Services) -> Starlette:
+    stable = _make_stable(services)
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+    return Starlette(
+        routes=[
+            Route("/stable/", stable, methods=methods),
+            Route("/stable", stable, methods=methods),
+            Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/readyz", _make_readyz(services), methods=["GET", "HEAD"]),
+            Route("/metrics", _make_metrics(services), methods=["GET", "HEAD"]),
+            Route(
+                "/dashboard",
+                # Off, it answers exactly as an unknown path does.
+                make_dashboard(services, _no_such_endpoint("/dashboard")),
+                methods=["GET", "HEAD"],
+            ),
+        ],
+        exception_handlers={404: _not_found, 405: _not_found, 500: _server_error},
+    )

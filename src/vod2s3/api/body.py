@@ -1,0 +1,195 @@
+"""Turning an HTTP request into (the JSON text as received, the parsed request object)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import Message
+
+from vod2s3.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+
+FORM_FIELD = "json"
+MAX_DEPTH = 32
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+ACCEPTED_TYPES = (
+    "multipart/form-data or application/x-www-form-urlencoded with the request object in "
+    "the form field 'json', or application/json with the request object as the body"
+)
+
+
+@dataclass(frozen=True)
+class ParsedBody:
+    raw: str  # the JSON text exactly as the client sent it (needed to check the signature)
+    obj: dict[str, Any]
+
+
+async def read_limited(request: Request, limit: int, timeout: float) -> bytes:
+    """The body, refused past ``limit`` bytes or when it takes longer than ``timeout`` seconds
+    to arrive (a client trickling bytes would otherwise hold a connection forever)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body is larger than the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"Request body is larger than the {limit}-byte limit")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"The request body did not arrive within {timeout:g} s: send it in one go"
+        ) from None
+    return b"".join(chunks)
+
+
+async def parse_body(request: Request, limit: int, timeout: float) -> ParsedBody:
+    body = await read_limited(request, limit, timeout)
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type == "application/json":
+        raw = _utf8(body, "The request body")
+    elif media_type == "application/x-www-form-urlencoded":
+        raw = _urlencoded_field(body)
+    elif media_type == "multipart/form-data":
+        raw = await _multipart_field(request, body)
+    elif not media_type:
+        raise UnsupportedMediaType(f"Missing Content-Type: send {ACCEPTED_TYPES}")
+    else:
+        raise UnsupportedMediaType(
+            f"Content-Type '{media_type}' is not accepted: send {ACCEPTED_TYPES}"
+        )
+    return ParsedBody(raw=raw, obj=parse_request_object(raw))
+
+
+def _utf8(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(f"{what} is not valid UTF-8") from None
+
+
+def _urlencoded_field(body: bytes) -> str:
+    text = _utf8(body, "The form body")
+    try:
+        fields = parse_qs(text, keep_blank_values=True, errors="strict", max_num_fields=100)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The form body is not valid application/x-www-form-urlencoded") from None
+    values = fields.get(FORM_FIELD)
+    if not values:
+        raise BadRequest(f"Form field '{FORM_FIELD}' is missing: send the request object in it")
+    return values[0]
+
+
+async def _multipart_field(request: Request, body: bytes) -> str:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=0, max_fields=100)
+    except HTTPException as error:  # Starlette's own checks, with a message worth passing on
+        if "files" in str(error.detail):
+            raise BadRequest(
+                f"File parts are not accepted: send the request object in the text field "
+                f"'{FORM_FIELD}' (a part without a filename)"
+            ) from None
+        raise BadRequest(
+            f"The multipart/form-data body could not be parsed: {error.detail}"
+        ) from None
+    except Exception:  # python-multipart raises several unrelated types for bad input
+        raise BadRequest("The multipart/form-data body could not be parsed") from None
+    value = form.get(FORM_FIELD)
+    if value is None:
+        raise BadRequest(f"Form field '{FORM_FIELD}' is missing: send the request object in it")
+    if not isinstance(value, str):
+        raise BadRequest(f"Form field '{FORM_FIELD}' must be text, not a file")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise BadRequest(f"The request object is not valid JSON: {name} is not allowed")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            # Two members with one name would let the signature be checked against one
+            # value while the command used the other.
+            raise BadRequest(f"The request object has the key '{key}' twice")
+        obj[key] = value
+    return obj
+
+
+def _depth_ok(raw: str) -> bool:
+    depth = 0
+    in_string = escaped = False
+    for ch in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def parse_request_object(raw: str) -> dict[str, Any]:
+    if not raw.strip():
+        raise BadRequest("The request object is empty: send a JSON object")
+    if not _depth_ok(raw):
+        raise BadRequest(f"The request object is nested deeper than {MAX_DEPTH} levels")
+    try:
+        obj = json.loads(raw, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as error:
+        raise BadRequest(
+            f"The request object is not valid JSON: {error.msg} at line {error.lineno} "
+            f"column {error.colno}"
+        ) from None
+    except ValueError:
+        # int() refuses numbers of more than 4300 digits (CPython's DoS guard).
+        raise BadRequest("The request object holds a number with too many digits") from None
+    if not isinstance(obj, dict):
+        raise BadRequest("The request object must be a JSON object ({...}), not a list or value")
+    if _has_lone_surrogate(obj):
+        # "\ud800" without its pair is valid JSON syntax but no text: it cannot be encoded
+        # as UTF-8 for a database, a header or a file name.
+        raise BadRequest(
+            "The request object holds an unpaired surrogate escape (\\ud800-\\udfff) in a "
+            "string: send text as valid Unicode (UTF-8)"
+        )
+    return obj
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    # Recursion is bounded by MAX_DEPTH, checked before parsing.
+    if isinstance(value, str):
+        return _LONE_SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False

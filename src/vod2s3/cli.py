@@ -1,0 +1,401 @@
+"""The command line: operator commands, the servers, and the customer's client.
+The only module that reads the environment."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+import sqlalchemy.exc
+
+from vod2s3.accounts import AccountStore
+from vod2s3.client_cli import client
+from vod2s3.config import Settings
+from vod2s3.errors import ConfigurationError, Vod2s3Error
+from vod2s3.logs import setup_logging
+from vod2s3.runtime import Runtime
+from vod2s3.store import migrate
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("vod2s3")
+
+
+def _settings() -> Settings:
+    return Settings.from_env(os.environ)
+
+
+def _runtime() -> Runtime:
+    return Runtime.open(_settings())
+
+
+def friendly_errors(func: F) -> F:
+    """Operator mistakes end with their message and exit status 1, not a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Vod2s3Error as error:
+            click.echo(f"error: {error.message}", err=True)
+            sys.exit(1)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
+            # Unreachable server, wrong credentials, unwritable file: the driver's own first
+            # line says which (never the statement or its parameters).
+            reason = (str(error.orig or error).strip().splitlines() or ["no reason given"])[0]
+            click.echo(f"error: cannot use the database (VOD2S3_DATABASE_URL): {reason}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _setup_logging() -> None:
+    """Text lines, or one JSON object per line with VOD2S3_LOG_FORMAT=json (vod2s3.logs)."""
+    log_format = _settings().log_format
+    setup_logging(os.environ.get("VOD2S3_LOG_LEVEL", "INFO"), log_format)
+
+
+def _require_schema(runtime: Runtime) -> None:
+    if migrate.current_revision(runtime.engine) is None:
+        raise ConfigurationError("The database has no schema yet: run `vod2s3 db upgrade` first")
+
+
+def _accounts() -> AccountStore:
+    runtime = _runtime()
+    _require_schema(runtime)
+    return runtime.accounts
+
+
+@click.group()
+@click.version_option(package_name="vod2s3")
+def main() -> None:
+    """vod2s3: copy video files from storage volumes into customers' S3 buckets."""
+
+
+# -- db ---------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@friendly_errors
+def db_upgrade() -> None:
+    """Create or migrate the schema to the latest version."""
+    runtime = _runtime()
+    migrate.upgrade(runtime.engine)
+    click.echo(f"database at revision {migrate.current_revision(runtime.engine)}")
+
+
+# -- accounts ---------------------------------------------------------------------------
+
+
+@main.group()
+def accounts() -> None:
+    """Customer accounts."""
+
+
+def _print(data: dict[str, Any] | list[Any], as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data) if as_json else text)
+
+
+@accounts.command("create")
+@click.option("--cdn", type=int, required=True, help="The customer's CDN id.")
+@click.option("--storage-user", required=True, help="The customer's folder on each volume.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly_errors
+def accounts_create(cdn: int, storage_user: str, as_json: bool) -> None:
+    """Create an account; prints its API key and secret (shown only this once)."""
+    issued = _accounts().create(cdn, storage_user)
+    data = {
+        "cdn": issued.cdn,
+        "storage_user": issued.storage_user,
+        "api_key": issued.api_key,
+        "secret": issued.secret,
+    }
+    _print(
+        data,
+        as_json,
+        f"account cdn {issued.cdn} (storage user {issued.storage_user})\n"
+        f"api_key: {issued.api_key}\nsecret:  {issued.secret}\n"
+        "The secret is shown only now: give it to the customer.",
+    )
+
+
+@accounts.command("set-aws")
+@click.option("--cdn", type=int, required=True)
+@click.option("--access-key-id", required=True)
+@click.option("--secret-access-key", required=True)
+@click.option("--region", default="us-east-1", show_default=True)
+@click.option("--endpoint-url", default="", help="For S3-compatible endpoints.")
+@click.option("--buckets", default=None, help="Comma-separated buckets the account may use.")
+@friendly_errors
+def accounts_set_aws(
+    cdn: int,
+    access_key_id: str,
+    secret_access_key: str,
+    region: str,
+    endpoint_url: str,
+    buckets: str | None,
+) -> None:
+    """Set the AWS credentials, region, endpoint and allowed buckets of an account."""
+    bucket_list = None if buckets is None else [b.strip() for b in buckets.split(",") if b.strip()]
+    account = _accounts().set_aws(
+        cdn, access_key_id, secret_access_key, region, endpoint_url, bucket_list
+    )
+    allowed = ", ".join(account.allowed_buckets) or "any"
+    click.echo(f"account cdn {cdn}: AWS settings saved (region {region}, buckets: {allowed})")
+
+
+@accounts.command("rotate-secret")
+@click.option("--cdn", type=int, required=True)
+@click.option(
+    "--grace-hours",
+    type=float,
+    default=24.0,
+    show_default=True,
+    help="How long the old secret keeps working.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def accounts_rotate_secret(cdn: int, grace_hours: float, as_json: bool) -> None:
+    """Issue a new API secret; the old one stays valid during the grace period."""
+    secret = _accounts().rotate_secret(cdn, timedelta(hours=grace_hours))
+    _print(
+        {"cdn": cdn, "secret": secret, "grace_hours": grace_hours},
+        as_json,
+        f"new secret for cdn {cdn}: {secret}\n"
+        f"The old secret keeps working for {grace_hours:g} hours.",
+    )
+
+
+@accounts.command("disable")
+@click.option("--cdn", type=int, required=True)
+@friendly_errors
+def accounts_disable(cdn: int) -> None:
+    """Refuse every further request of an account."""
+    _accounts().set_disabled(cdn, True)
+    click.echo(f"account cdn {cdn} disabled")
+
+
+@accounts.command("enable")
+@click.option("--cdn", type=int, required=True)
+@friendly_errors
+def accounts_enable(cdn: int) -> None:
+    """Accept requests of a disabled account again."""
+    _accounts().set_disabled(cdn, False)
+    click.echo(f"account cdn {cdn} enabled")
+
+
+@accounts.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def accounts_list(as_json: bool) -> None:
+    """List accounts (never their secrets)."""
+    views = [account.public_view() for account in _accounts().all()]
+    if as_json:
+        click.echo(json.dumps(views))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("cdn", "storage user", "api key", "state", "region", "endpoint", "buckets")
+    for view in views:
+        table.add_row(
+            str(view["cdn"]),
+            view["storage_user"],
+            view["api_key"],
+            "disabled" if view["disabled"] else "active",
+            view["aws_region"],
+            view["aws_endpoint_url"] or "AWS",
+            ", ".join(view["buckets"]) or "any",
+        )
+    Console().print(table)
+
+
+# -- servers ----------------------------------------------------------------------------
+
+
+def _start_worker_thread(runtime: Runtime, concurrency: int | None) -> tuple[Any, threading.Thread]:
+    worker = runtime.worker(concurrency)
+    thread = threading.Thread(target=worker.run, name="worker", daemon=True)
+    thread.start()
+    return worker, thread
+
+
+def _start_deliverer_thread(runtime: Runtime, stopping: threading.Event) -> threading.Thread:
+    deliverer = runtime.deliverer()
+    thread = threading.Thread(target=deliverer.run, args=(stopping,), name="callbacks", daemon=True)
+    thread.start()
+    return thread
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail before starting anything (and before dev mode's banner says it is running) when
+    the API could not listen there."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as error:
+        raise ConfigurationError(
+            f"--host {host!r} is not an address to listen on: {error}"
+        ) from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind(address)
+        except OSError as error:
+            raise ConfigurationError(
+                f"Cannot listen on {host}:{port} ({error.strerror}): "
+                "stop what uses it or choose another --port"
+            ) from None
+
+
+def _run_api(
+    runtime: Runtime, host: str, port: int, queued: Callable[[], None] | None = None
+) -> None:
+    import uvicorn
+
+    from vod2s3.api.app import create_app
+
+    # uvicorn shuts down on SIGTERM / SIGINT, then raises that signal again once it is done,
+    # for the handler that was there before it. With Python's default, SIGTERM would then kill
+    # the process before `serve` has stopped its worker (exit 143, claims not given back). The
+    # signal has been handled: ignore that echo. A further signal after this returns (while the
+    # worker finishes) gets the default again, so a second Ctrl+C still forces the exit.
+    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, _signal_already_handled) for sig in stop_signals}
+    try:
+        uvicorn.run(
+            create_app(runtime.services(queued)),
+            host=host,
+            port=port,
+            log_level="warning",
+            # uvicorn's loggers go through ours (text or JSON) instead of its own format.
+            log_config=None,
+            timeout_keep_alive=5,
+            server_header=False,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _signal_already_handled(_signum: int, _frame: Any) -> None:
+    """uvicorn's re-raise of the stop signal it has already acted on."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--dev", is_flag=True, help="Local S3 endpoint, demo account and sample file.")
+@click.option("--concurrency", type=int, default=None, help="Uploads at once.")
+@friendly_errors
+def serve(host: str, port: int, dev: bool, concurrency: int | None) -> None:
+    """Run the API and a worker in one process (creates or migrates the schema)."""
+    _setup_logging()
+    _check_port(host, port)
+    runtime = _runtime()
+    migrate.upgrade(runtime.engine)
+    local_s3 = None
+    if dev:
+        from vod2s3 import devmode
+
+        local_s3 = devmode.start_local_s3()
+        devmode.prepare(runtime, local_s3.endpoint)
+        click.echo(devmode.banner(f"http://{host}:{port}/stable/", local_s3.endpoint, runtime))
+    worker, thread = _start_worker_thread(runtime, concurrency)
+    callbacks = _start_deliverer_thread(runtime, worker.stopping)
+    try:
+        _run_api(runtime, host, port, queued=worker.wakeup.set)
+    finally:
+        worker.stopping.set()
+        worker.wakeup.set()
+        thread.join(timeout=60)
+        callbacks.join(timeout=runtime.settings.callback_timeout + 5)
+        if local_s3 is not None:
+            local_s3.stop()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@friendly_errors
+def api(host: str, port: int) -> None:
+    """Run the API only."""
+    _setup_logging()
+    runtime = _runtime()
+    _require_schema(runtime)
+    _check_port(host, port)
+    _run_api(runtime, host, port)
+
+
+@main.command()
+@click.option("--volumes", default="", help="Comma-separated volumes this worker serves.")
+@click.option("--concurrency", type=int, default=None, help="Uploads at once.")
+@click.option(
+    "--callbacks/--no-callbacks", default=True, show_default=True, help="Also deliver callbacks."
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve this worker's Prometheus metrics on --metrics-host:PORT/metrics (default: off).",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@friendly_errors
+def worker(
+    volumes: str,
+    concurrency: int | None,
+    callbacks: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
+    """Run a worker only (stops gracefully on SIGTERM or SIGINT)."""
+    _setup_logging()
+    runtime = _runtime()
+    _require_schema(runtime)
+    metrics_server = _serve_metrics(runtime, metrics_host, metrics_port)
+    served = tuple(v.strip() for v in volumes.split(",") if v.strip())
+    the_worker = runtime.worker(concurrency, served)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        the_worker.stopping.set()
+        the_worker.wakeup.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    delivering = _start_deliverer_thread(runtime, the_worker.stopping) if callbacks else None
+    the_worker.run()
+    if delivering is not None:
+        delivering.join(timeout=runtime.settings.callback_timeout + 5)
+    if metrics_server is not None:
+        metrics_server.shutdown()
+        metrics_server.server_close()
+
+
+def _serve_metrics(runtime: Runtime, host: str, port: int | None) -> Any:
+    """The worker's registry over HTTP (a daemon thread), or None when no port is given."""
+    if port is None:
+        return None
+    from prometheus_client import start_http_server
+
+    _check_port(host, port)
+    server, _thread = start_http_server(port, addr=host, registry=runtime.metrics.registry)
+    log.info("metrics on http://%s:%s/metrics", host, port)
+    return server
+
+
+main.add_command(client)

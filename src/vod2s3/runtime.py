@@ -1,0 +1,129 @@
+"""Assembles the service's parts from Settings: used by the CLI and by the tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from vod2s3.accounts import AccountStore
+from vod2s3.api.context import Services
+from vod2s3.api.ratelimit import RateLimiter
+from vod2s3.callbacks.delivery import Deliverer
+from vod2s3.callbacks.ssrf import Resolver, system_resolver
+from vod2s3.clock import Clock, SystemClock
+from vod2s3.config import Settings
+from vod2s3.crypto import SecretBox, load_master_key
+from vod2s3.metrics import Metrics
+from vod2s3.s3 import PartBudget
+from vod2s3.store.dashboard import DashboardQueries
+from vod2s3.store.db import make_engine
+from vod2s3.store.outbox import CallbackOutbox
+from vod2s3.store.uploads import UploadStore
+from vod2s3.worker.clients import ClientCache
+from vod2s3.worker.job import JobContext
+from vod2s3.worker.loop import Worker, new_owner_id
+from vod2s3.worker.retry import RetryPolicy
+
+
+def master_key_file(settings: Settings) -> Path | None:
+    db_path = settings.sqlite_path
+    return None if db_path is None else db_path.with_name(db_path.stem + ".master-key")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    box: SecretBox
+    clock: Clock = field(default_factory=SystemClock)
+    # One registry for everything this process runs (API, worker, deliverer): `serve` shows
+    # it all on /metrics, `vod2s3 worker --metrics-port` serves it on its own.
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def __post_init__(self) -> None:
+        self.metrics.watch_queue(self.uploads.count_by_state)
+
+    @classmethod
+    def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+        engine = make_engine(settings.database_url)
+        box = SecretBox(load_master_key(settings.master_key, master_key_file(settings)))
+        return cls(settings, engine, box, clock or SystemClock())
+
+    @property
+    def accounts(self) -> AccountStore:
+        return AccountStore(self.engine, self.box, self.clock)
+
+    @property
+    def uploads(self) -> UploadStore:
+        return UploadStore(self.engine, self.clock)
+
+    def services(self, queued: Callable[[], None] | None = None) -> Services:
+        limiter = RateLimiter(self.settings.rate_limit, self.settings.rate_burst, time.monotonic)
+        return Services(
+            self.settings,
+            self.accounts,
+            self.uploads,
+            self.box,
+            self.clock,
+            limiter,
+            metrics=self.metrics,
+            dashboard=DashboardQueries(self.engine, self.clock),
+            queued=queued or (lambda: None),
+        )
+
+    def worker(self, concurrency: int | None = None, volumes: tuple[str, ...] = ()) -> Worker:
+        concurrency = concurrency or self.settings.worker_concurrency
+        settings = self.settings
+        ctx = JobContext(
+            settings=settings,
+            accounts=self.accounts,
+            uploads=self.uploads,
+            box=self.box,
+            clock=self.clock,
+            clients=ClientCache(
+                settings.s3_connect_timeout,
+                settings.s3_read_timeout,
+                settings.payload_signing,
+                pool_size=max(10, concurrency * settings.parts_in_flight),
+            ),
+            policy=RetryPolicy(
+                max_attempts=settings.max_attempts,
+                base_delay=settings.retry_base_delay,
+                max_delay=settings.retry_max_delay,
+            ),
+            owner=new_owner_id(),
+            shutting_down=threading.Event(),
+            budget=PartBudget(settings.parts_in_memory * settings.part_size),
+            metrics=self.metrics,
+        )
+        return Worker(ctx, concurrency, volumes)
+
+    @property
+    def outbox(self) -> CallbackOutbox:
+        return CallbackOutbox(self.engine, self.clock)
+
+    def deliverer(self, resolver: Resolver = system_resolver) -> Deliverer:
+        settings = self.settings
+        return Deliverer(
+            outbox=self.outbox,
+            uploads=self.uploads,
+            accounts=self.accounts,
+            box=self.box,
+            clock=self.clock,
+            allow=settings.callback_allow,
+            owner=new_owner_id(),
+            timeout=settings.callback_timeout,
+            lease=timedelta(seconds=max(60.0, settings.callback_timeout * 3)),
+            resolver=resolver,
+            poll_interval=settings.poll_interval,
+            metrics=self.metrics,
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,323 @@
+"""The operator's command line (SPEC §7), run as real subprocesses of the installed script."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import free_port, wait_for_http
+from vod2s3.client import ClientError, Vod2s3Client
+
+VOD2S3 = str(Path(sys.executable).parent / "vod2s3")
+AWS_SECRET = "aws-secret-Zq7xW1pLm3"  # a value that must never be stored in plain text
+
+
+@dataclass
+class Cli:
+    env: dict[str, str]
+    db_path: Path
+    tmp: Path
+    api_url: str = ""
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [VOD2S3, *args],
+            env=self.env,
+            cwd=self.tmp,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if check:
+            assert done.returncode == 0, f"{args} exited {done.returncode}: {done.stderr}"
+        return done
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args).stdout)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOD2S3_")}
+    db_path = tmp_path / "db.sqlite"
+    env["VOD2S3_DATABASE_URL"] = f"sqlite:///{db_path}"
+    env["VOD2S3_STORAGE_ROOT"] = str(tmp_path / "storage")
+    (tmp_path / "storage" / "sestore1" / "jb").mkdir(parents=True)
+    return Cli(env, db_path, tmp_path)
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+@pytest.fixture
+def api_server(cli: Cli) -> Iterator[subprocess.Popen[bytes]]:
+    """`vod2s3 api` on a free port, after `db upgrade`; its /stable/ URL is in `cli.api_url`."""
+    cli.run("db", "upgrade")
+    port = free_port()
+    log = (cli.tmp / "api.log").open("wb")
+    proc = subprocess.Popen(
+        [VOD2S3, "api", "--port", str(port)],
+        env=cli.env,
+        cwd=cli.tmp,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=20, proc=proc)
+        cli.api_url = f"http://127.0.0.1:{port}/stable/"
+        yield proc
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _status_error(client: Vod2s3Client) -> ClientError:
+    with pytest.raises(ClientError) as caught:
+        client.call("aws.status")
+    return caught.value
+
+
+def test_accounts_lifecycle(cli: Cli) -> None:
+    upgraded = cli.run("db", "upgrade")
+    assert "revision" in upgraded.stdout
+
+    key_file = cli.db_path.with_name("db.master-key")
+    assert key_file.is_file(), list(cli.tmp.iterdir())
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+    created = cli.json("accounts", "create", "--cdn", "158", "--storage-user", "jb", "--json")
+    assert set(created) == {"cdn", "storage_user", "api_key", "secret"}
+    assert created["cdn"] == 158
+    assert created["storage_user"] == "jb"
+    assert len(created["api_key"]) >= 16
+    assert len(created["secret"]) >= 32
+
+    again = cli.run("accounts", "create", "--cdn", "158", "--storage-user", "jb", check=False)
+    assert again.returncode == 1
+    assert again.stdout == ""
+    assert "Traceback" not in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1, again.stderr
+    assert "158" in again.stderr
+
+    cli.run(
+        "accounts",
+        "set-aws",
+        "--cdn",
+        "158",
+        "--access-key-id",
+        "AKIAEXAMPLE",
+        "--secret-access-key",
+        AWS_SECRET,
+        "--region",
+        "eu-west-1",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+        "--buckets",
+        "b1,b2",
+    )
+
+    listing = cli.run("accounts", "list", "--json")
+    assert created["secret"] not in listing.stdout
+    assert AWS_SECRET not in listing.stdout
+    [account] = json.loads(listing.stdout)
+    assert account["cdn"] == 158
+    assert account["storage_user"] == "jb"
+    assert account["api_key"] == created["api_key"]
+    assert account["buckets"] == ["b1", "b2"]
+    assert account["aws_region"] == "eu-west-1"
+    assert account["disabled"] is False
+    assert not any("secret" in key and "key_id" not in key for key in account), account
+
+    text_listing = cli.run("accounts", "list")
+    assert created["secret"] not in text_listing.stdout
+    assert AWS_SECRET not in text_listing.stdout
+
+    rotated = cli.json("accounts", "rotate-secret", "--cdn", "158", "--json")
+    assert len(rotated["secret"]) >= 32
+    assert rotated["secret"] != created["secret"]
+    assert rotated["cdn"] == 158
+
+
+def test_secrets_rotate_disable_and_stay_encrypted(
+    cli: Cli, api_server: subprocess.Popen[bytes]
+) -> None:
+    created = cli.json("accounts", "create", "--cdn", "158", "--storage-user", "jb", "--json")
+    cli.run(
+        "accounts",
+        "set-aws",
+        "--cdn",
+        "158",
+        "--access-key-id",
+        "AKIAEXAMPLE",
+        "--secret-access-key",
+        AWS_SECRET,
+    )
+    first = created["secret"]
+    second = cli.json("accounts", "rotate-secret", "--cdn", "158", "--json")["secret"]
+
+    def client(secret: str) -> Vod2s3Client:
+        return Vod2s3Client(cli.api_url, 158, created["api_key"], secret, timeout=10)
+
+    # Both secrets work during the grace period.
+    assert client(first).call("aws.status")["status"] == "success"
+    assert client(second).call("aws.status")["status"] == "success"
+
+    rotated = cli.run("accounts", "rotate-secret", "--cdn", "158", "--grace-hours", "0")
+    third = rotated.stdout.split("new secret for cdn 158: ", 1)[1].split()[0]
+    assert len(third) == 64
+    assert client(third).call("aws.status")["status"] == "success"
+    assert _status_error(client(second)).http_status == 401
+    assert _status_error(client(first)).http_status == 401
+
+    cli.run("accounts", "disable", "--cdn", "158")
+    disabled = _status_error(client(third))
+    assert disabled.http_status == 403, disabled.message
+    listed = cli.json("accounts", "list", "--json")
+    assert listed[0]["disabled"] is True
+
+    stored = b"".join(
+        path.read_bytes()
+        for path in cli.tmp.iterdir()
+        if path.name.startswith("db.sqlite")  # the database and any -wal / -journal file
+    )
+    for secret in (first, second, third, AWS_SECRET):
+        assert secret.encode() not in stored, "a secret is stored in plain text"
+    assert created["api_key"].encode() in stored  # the check does read the real file
+
+    assert _stop(api_server) == 0  # SIGTERM: a clean stop
+    api_log = (cli.tmp / "api.log").read_text()
+    for secret in (first, second, third, AWS_SECRET):
+        assert secret not in api_log, "a secret was logged"
+
+
+def test_api_without_schema_says_to_run_db_upgrade(cli: Cli) -> None:
+    done = cli.run("api", "--port", str(free_port()), check=False)
+    assert done.returncode == 1
+    assert "db upgrade" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_worker_without_schema_says_to_run_db_upgrade(cli: Cli) -> None:
+    done = cli.run("worker", check=False)
+    assert done.returncode == 1
+    assert "db upgrade" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_worker_stops_cleanly_on_signal(cli: Cli, sig: int) -> None:
+    cli.run("db", "upgrade")
+    log_path = cli.tmp / "worker.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [VOD2S3, "worker", "--concurrency", "1"],
+            env={**cli.env, "VOD2S3_LOG_LEVEL": "INFO"},
+            cwd=cli.tmp,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while "started" not in log_path.read_text():  # imported, database open, polling
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        started = time.monotonic()
+        code = _stop(proc, sig, timeout=10)
+    output = log_path.read_text()
+    assert code == 0, output
+    assert time.monotonic() - started < 10
+    assert "Traceback" not in output
+    assert "stopped" in output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("accounts", "create", "--cdn", "158", "--storage-user", "jb"),
+        ("accounts", "list", "--json"),
+        ("accounts", "rotate-secret", "--cdn", "158"),
+    ],
+)
+def test_accounts_before_db_upgrade_say_to_run_it(cli: Cli, args: tuple[str, ...]) -> None:
+    done = cli.run(*args, check=False)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "db upgrade" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_unreachable_database_is_one_line_not_a_traceback(cli: Cli) -> None:
+    from cryptography.fernet import Fernet
+
+    cli.env["VOD2S3_DATABASE_URL"] = (
+        f"postgresql://vod2s3:Pa55w0rdXyz@127.0.0.1:{free_port()}/vod2s3"
+    )
+    cli.env["VOD2S3_MASTER_KEY"] = Fernet.generate_key().decode()
+    for args in (("db", "upgrade"), ("accounts", "list"), ("worker",)):
+        done = cli.run(*args, check=False)
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        assert "database" in done.stderr
+        assert "Pa55w0rdXyz" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_client_upload_refuses_metadata_without_a_value(cli: Cli) -> None:
+    done = cli.run(
+        "client",
+        "upload",
+        "sestore1/jb/a.mp4",
+        "--bucket",
+        "videos",
+        "--acl",
+        "private",
+        "--metadata",
+        "title",
+        "--url",
+        f"http://127.0.0.1:{free_port()}/stable/",
+        "--cdn",
+        "158",
+        "--api-key",
+        "key",
+        "--secret",
+        "secret",
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "KEY=VALUE" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "api"])
+def test_port_in_use_is_one_line_before_starting(cli: Cli, command: str) -> None:
+    import socket
+
+    cli.run("db", "upgrade")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = cli.run(command, "--port", str(port), check=False)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"127.0.0.1:{port}" in done.stderr
+    assert "--port" in done.stderr

@@ -1,0 +1,264 @@
+"""A real `vod2s3 worker` process stopped mid-upload, by SIGKILL or SIGTERM, and another
+worker finishing the same upload from the parts stored in the database.
+
+The API runs in the test process (the ``service`` fixture) and the workers are subprocesses
+sharing its SQLite database. S3 is moto behind the loopback fault proxy, which slows every
+part down so that there is time to stop the worker half-way, and counts the parts each worker
+sends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.faultproxy import FaultProxy, Rule, Seen
+from tests.service import RunningService
+from vod2s3.client import Vod2s3Client
+from vod2s3.config import MiB
+
+VOD2S3 = Path(sys.executable).parent / "vod2s3"
+PART = 5 * MiB
+PARTS = 12
+IN_FLIGHT = 2
+LEASE_SECONDS = 5  # the least the settings allow
+KEY = "crash/video.mp4"
+PATH = f"sestore1/jb/{KEY}"
+
+
+@dataclass
+class Setup:
+    service: RunningService
+    api: Vod2s3Client
+    proxy: FaultProxy
+    bucket: str
+    env: dict[str, str]
+    logs: Path
+    data: bytes
+    upload_id: int
+
+    def record(self) -> dict[str, Any]:
+        return self.api.get(self.upload_id)
+
+    def stored_parts(self) -> set[int]:
+        state = self.service.runtime.uploads.multipart_state(self.upload_id)
+        assert state is not None, "no multipart upload stored"
+        return {part.number for part in state.parts}
+
+    def log_tail(self) -> str:
+        return "\n".join(
+            path.read_text(errors="replace")[-3000:] for path in sorted(self.logs.glob("*.log"))
+        )
+
+
+@pytest.fixture
+def setup(
+    service: RunningService, s3_endpoint: str, bucket: str, tmp_path: Path
+) -> Iterator[Setup]:
+    """A queued 60 MiB upload (12 parts of 5 MiB) whose account's S3 is the fault proxy."""
+    with FaultProxy(s3_endpoint) as proxy:
+        issued = service.add_account(158, "jb")
+        service.runtime.accounts.set_aws(
+            158, "testing", "testing", "us-east-1", endpoint_url=proxy.url
+        )
+        api = service.client(issued)
+        data = os.urandom(PARTS * PART)
+        service.write_source(PATH, data)
+        upload_id = int(api.upload(PATH, bucket, "private")["id"])
+        settings = service.runtime.settings
+        env = {
+            **os.environ,
+            "VOD2S3_DATABASE_URL": settings.database_url,
+            "VOD2S3_STORAGE_ROOT": str(settings.storage_root),
+            "VOD2S3_MASTER_KEY": settings.master_key,
+            "VOD2S3_PART_SIZE": str(PART),
+            "VOD2S3_MULTIPART_THRESHOLD": str(PART),
+            "VOD2S3_PARTS_IN_FLIGHT": str(IN_FLIGHT),
+            "VOD2S3_WORKER_CONCURRENCY": "1",
+            "VOD2S3_LEASE_SECONDS": str(LEASE_SECONDS),
+            "VOD2S3_POLL_INTERVAL": "0.1",
+            "VOD2S3_RETRY_BASE_DELAY": "0",
+            "VOD2S3_RETRY_MAX_DELAY": "0",
+            "VOD2S3_LOG_LEVEL": "INFO",
+        }
+        logs = tmp_path / "workers"
+        logs.mkdir()
+        yield Setup(service, api, proxy, bucket, env, logs, data, upload_id)
+
+
+@contextmanager
+def worker_process(s: Setup, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`vod2s3 worker` as a subprocess, killed if the test leaves it running."""
+    with (s.logs / f"{name}.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [str(VOD2S3), "worker"], env=s.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+
+
+def wait_for(
+    s: Setup,
+    proc: subprocess.Popen[bytes],
+    condition: Callable[[], bool],
+    what: str,
+    timeout: float = 30.0,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"worker exited ({proc.returncode}) before {what}\n" + (
+            s.log_tail()
+        )
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n" + s.log_tail()
+        time.sleep(0.05)
+
+
+def stop_gracefully(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> tuple[int, float]:
+    """SIGTERM; (exit status, seconds it took)."""
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    status = proc.wait(timeout=timeout)
+    return status, time.monotonic() - began
+
+
+def confirmed(s: Setup, at_least: int) -> Callable[[], bool]:
+    return lambda: s.record()["bytes_uploaded"] >= at_least * PART
+
+
+def part_numbers(seen: list[Seen]) -> list[int]:
+    return [r.part_number for r in seen if r.operation == "UploadPart" and r.part_number]
+
+
+def open_uploads(s: Setup, s3_client: Any) -> list[Any]:
+    return list(s3_client.list_multipart_uploads(Bucket=s.bucket).get("Uploads", []))
+
+
+def object_bytes(s: Setup, s3_client: Any) -> bytes:
+    return bytes(s3_client.get_object(Bucket=s.bucket, Key=KEY)["Body"].read())
+
+
+def test_worker_killed_mid_upload_is_finished_by_another_from_the_stored_parts(
+    setup: Setup, s3_client: Any
+) -> None:
+    s = setup
+    s.proxy.add_rule(Rule(operation="UploadPart", action="delay", delay=0.4, times=-1))
+
+    with worker_process(s, "first") as first:
+        wait_for(s, first, confirmed(s, 4), "4 parts confirmed")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+    killed_at = s.service.runtime.clock.now()
+
+    # What the database holds is exactly what the dead worker had confirmed.
+    row = s.service.runtime.uploads.get_any(s.upload_id)
+    assert row is not None
+    assert row.state == "uploading"
+    assert row.attempts == 1
+    stored = s.stored_parts()
+    assert 4 <= len(stored) < PARTS
+    assert row.bytes_uploaded == len(stored) * PART
+    lease_expires = row.lease_expires
+    assert lease_expires - killed_at <= timedelta(seconds=LEASE_SECONDS)
+
+    # Requests the proxy was still holding back when the worker died go on to S3 (the dead
+    # worker never hears of them): let them land, so that they count as the first worker's.
+    time.sleep(1.5)
+    sent_by_first = s.proxy.seen
+    s.proxy.clear()  # forgets the rules and what was seen: from here on, the second worker
+    first_parts = set(part_numbers([r for r in sent_by_first if r.status == 200]))
+    assert stored <= first_parts
+
+    with worker_process(s, "second") as second:
+        # It must leave the upload alone until the dead worker's lease has expired...
+        def finished() -> bool:
+            record = s.record()
+            if s.service.runtime.clock.now() < lease_expires - timedelta(seconds=0.3):
+                assert record["attempts"] == 1, "taken over before the lease expired"
+            return bool(record["state"] == "completed")
+
+        # ... then take it over and finish it.
+        wait_for(s, second, finished, "the second worker to complete the upload")
+        status, _ = stop_gracefully(second)
+        assert status == 0, s.log_tail()
+
+    sent_by_second = part_numbers(s.proxy.seen)
+    resent = [n for n in sent_by_second if n in first_parts]
+    print(
+        f"\nSIGKILL: {len(stored)} parts confirmed in the database at the kill "
+        f"({sorted(stored)}); the first worker had {len(first_parts)} parts accepted by S3; "
+        f"the second sent {sorted(sent_by_second)}, of which {len(resent)} re-sent {resent}"
+    )
+
+    record = s.record()
+    assert record["state"] == "completed", record["message"]
+    assert record["attempts"] == 2
+    assert record["results"]["ETag"].endswith(f'-{PARTS}"')
+    # Parts confirmed in the database are never sent again; only those that were in flight
+    # when the worker died (at most parts_in_flight of them) are.
+    assert not stored & set(sent_by_second)
+    assert sorted(sent_by_second) == sorted(set(range(1, PARTS + 1)) - stored)
+    assert len(resent) <= IN_FLIGHT
+    assert s.proxy.count("CreateMultipartUpload") == 0  # resumed, not restarted
+    assert s.proxy.count("ListParts") >= 1
+    assert object_bytes(s, s3_client) == s.data
+    assert open_uploads(s, s3_client) == []
+
+
+def test_worker_stopped_by_sigterm_releases_the_upload_and_keeps_its_parts(
+    setup: Setup, s3_client: Any
+) -> None:
+    s = setup
+    s.proxy.add_rule(Rule(operation="UploadPart", action="delay", delay=0.4, times=-1))
+
+    with worker_process(s, "first") as first:
+        wait_for(s, first, confirmed(s, 4), "4 parts confirmed")
+        status, took = stop_gracefully(first)
+    assert status == 0, s.log_tail()
+    assert took < 5.0
+
+    record = s.record()
+    assert record["state"] == "queued"
+    assert record["message"] == "Queued"
+    assert record["attempts"] == 0  # given back: the attempt does not count
+    assert record["error_code"] == ""
+    stored = s.stored_parts()
+    assert 4 <= len(stored) < PARTS
+    assert record["bytes_uploaded"] == len(stored) * PART
+    assert len(open_uploads(s, s3_client)) == 1  # kept for the next worker
+    # The parts that were in flight at the stop were finished and recorded, not dropped.
+    first_parts = set(part_numbers([r for r in s.proxy.seen if r.status == 200]))
+    assert first_parts == stored
+    s.proxy.clear()
+
+    with worker_process(s, "second") as second:
+        wait_for(s, second, lambda: s.record()["state"] == "completed", "completion")
+        status, _ = stop_gracefully(second)
+        assert status == 0, s.log_tail()
+
+    sent_by_second = part_numbers(s.proxy.seen)
+    print(
+        f"\nSIGTERM: stopped in {took:.2f}s with {len(stored)} parts stored; "
+        f"the next worker sent {sorted(sent_by_second)}"
+    )
+    record = s.record()
+    assert record["state"] == "completed", record["message"]
+    assert record["attempts"] == 1
+    assert sorted(sent_by_second) == sorted(set(range(1, PARTS + 1)) - stored)
+    assert s.proxy.count("CreateMultipartUpload") == 0
+    assert object_bytes(s, s3_client) == s.data
+    assert open_uploads(s, s3_client) == []

@@ -1,0 +1,119 @@
+"""A running vod2s3 for tests: the real Starlette app under uvicorn on 127.0.0.1, a SQLite
+(or PostgreSQL) database, a storage folder, and an account whose S3 is the moto server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from cryptography.fernet import Fernet
+
+from tests.helpers import free_port
+from vod2s3.accounts import IssuedCredentials
+from vod2s3.api.app import create_app
+from vod2s3.client import Vod2s3Client
+from vod2s3.clock import Clock
+from vod2s3.config import MiB, Settings
+from vod2s3.runtime import Runtime
+from vod2s3.store import migrate
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    base = Settings(
+        database_url=f"sqlite:///{tmp_path / 'vod2s3.db'}",
+        storage_root=tmp_path / "storage",
+        master_key=Fernet.generate_key().decode(),
+        multipart_threshold=5 * MiB,
+        part_size=5 * MiB,
+        parts_in_flight=4,
+        parts_in_memory=4,
+        rate_limit=0.0,  # on only in the tests of the limiter itself
+        lease_seconds=30,
+        max_attempts=3,
+        poll_interval=0.05,
+    )
+    return replace(base, **overrides)
+
+
+@dataclass
+class RunningService:
+    runtime: Runtime
+    base_url: str
+    s3_endpoint: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/stable/"
+
+    @property
+    def storage_root(self) -> Path:
+        return self.runtime.settings.storage_root
+
+    def add_account(
+        self, cdn: int, storage_user: str, buckets: list[str] | None = None
+    ) -> IssuedCredentials:
+        issued = self.runtime.accounts.create(cdn, storage_user)
+        self.runtime.accounts.set_aws(
+            cdn, "testing", "testing", "us-east-1", endpoint_url=self.s3_endpoint, buckets=buckets
+        )
+        (self.storage_root / "sestore1" / storage_user).mkdir(parents=True, exist_ok=True)
+        return issued
+
+    def client(self, issued: IssuedCredentials) -> Vod2s3Client:
+        return Vod2s3Client(self.url, issued.cdn, issued.api_key, issued.secret)
+
+    def write_source(self, path: str, data: bytes) -> str:
+        target = self.storage_root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        return path
+
+    def drain(self, timeout: float = 120.0) -> int:
+        """Run a worker in this thread until nothing is due; returns how many it ran."""
+        worker = self.runtime.worker(concurrency=1)
+        worker.sweep()
+        ran = 0
+        deadline = time.monotonic() + timeout
+        while worker.run_one():
+            ran += 1
+            assert time.monotonic() < deadline, "worker did not drain the queue in time"
+        return ran
+
+
+@contextmanager
+def running_service(
+    settings: Settings,
+    s3_endpoint: str,
+    queued: Callable[[], None] | None = None,
+    clock: Clock | None = None,
+) -> Iterator[RunningService]:
+    """The API on 127.0.0.1. ``clock`` (a FakeClock) moves the clock window and grace periods
+    without sleeping; ``queued`` is the hook serve uses to wake its worker."""
+    runtime = Runtime.open(settings, clock)
+    migrate.upgrade(runtime.engine)
+    settings.storage_root.mkdir(parents=True, exist_ok=True)
+    (settings.storage_root / "sestore1").mkdir(exist_ok=True)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(runtime.services(queued)), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < deadline, "API server did not start"
+        time.sleep(0.02)
+    try:
+        yield RunningService(runtime, f"http://127.0.0.1:{port}", s3_endpoint)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        runtime.close()

@@ -20,11 +20,14 @@ def make_client(
     read_timeout: float = 60,
     max_pool_connections: int = 10,
     payload_signing: str = "auto",
+    session: boto3.session.Session | None = None,
 ) -> S3Client:
     """A client that never retries on its own: the worker retries whole attempts, with backoff.
 
     ``max_pool_connections`` should be at least the upload's ``parts_in_flight``, or urllib3
-    discards and reopens connections.
+    discards and reopens connections. ``session``: a boto3 session to build the client in,
+    which keeps the service model it loaded for the next client; the caller must not build
+    two clients in one session at once (boto3 sessions are not thread-safe).
     """
     over_tls = not target.endpoint_url or target.endpoint_url.lower().startswith("https:")
     sign_payload = payload_signing == "on" or (payload_signing == "auto" and not over_tls)
@@ -47,9 +50,9 @@ def make_client(
             "payload_signing_enabled": sign_payload,
         },
     )
-    # A fresh session per client: boto3's default session is not safe to share across the
-    # worker's threads while clients are being created.
-    session = boto3.session.Session()
+    # Never boto3's default session: it is not safe to share across the worker's threads
+    # while clients are being created.
+    session = session or boto3.session.Session()
     return session.client(
         "s3",
         endpoint_url=target.endpoint_url or None,

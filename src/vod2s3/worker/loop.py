@@ -76,6 +76,7 @@ class Worker:
         log.info(
             "worker %s started (volumes: %s)", self._ctx.owner, ",".join(self._volumes) or "all"
         )
+        self._ctx.clients.warm()
         while not self.stopping.is_set():
             if not self._slots.acquire(timeout=interval):
                 continue

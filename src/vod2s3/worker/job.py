@@ -161,6 +161,14 @@ def resume_state(ctx: JobContext, upload_id: int) -> MultipartProgress | None:
     )
 
 
+def _resume_state(ctx: JobContext, row: Any) -> MultipartProgress | None:
+    # The claimed row tells whether an earlier attempt recorded a multipart upload, and
+    # nobody else may change that while we hold the lease: most uploads skip the lookup.
+    if row.multipart_upload_id is None:
+        return None
+    return patiently(ctx, row.id, lambda: resume_state(ctx, row.id))
+
+
 def object_spec(row: Any) -> ObjectSpec:
     options = dict(row.options or {})
     return ObjectSpec(
@@ -256,7 +264,7 @@ def _send(ctx: JobContext, row: Any, account: Account, fd: int, size: int) -> No
                 tuning,
                 should_stop=lambda: lease.lost or ctx.shutting_down.is_set(),
                 journal=journal,
-                resume=patiently(ctx, upload_id, lambda: resume_state(ctx, upload_id)),
+                resume=_resume_state(ctx, row),
                 budget=ctx.budget,
                 taken_over=row.attempts > 1,
             )

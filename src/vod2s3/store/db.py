@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
@@ -17,6 +19,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
+        _PROCESS_WRITE_LOCKS[engine] = threading.Lock()
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         # psycopg 3 is the driver we ship; a bare postgresql:// URL would pick psycopg2.
@@ -44,11 +47,21 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# Threads of one process queue for SQLite's write lock on a lock of their own first, which
+# is handed over the moment it is free. SQLite's busy handler waits for a held lock by
+# sleeping 1, 2, 5, 10, 15, 20, 25… ms between tries, so the API's and the worker's threads
+# would otherwise doze while the lock sits free. Other processes sharing the file still
+# meet the busy handler.
+_PROCESS_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction; an unreachable database becomes :class:`DatabaseUnavailable`."""
     try:
-        with engine.begin() as conn:
+        with _PROCESS_WRITE_LOCKS.get(engine) or nullcontext(), engine.begin() as conn:
             yield conn
     except exc.OperationalError as error:
         if _is_unavailable(error):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, exc, insert, select, update
+from sqlalchemy import Engine, Integer, String, bindparam, exc, insert, select, update
 
 from vod2s3.clock import Clock
 from vod2s3.crypto import SecretBox
@@ -24,6 +24,11 @@ RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 API_KEY_ALPHABET = string.ascii_uppercase + string.digits
 DEFAULT_GRACE = timedelta(hours=24)
+
+
+# Looked up on every request and every upload: built once (see store/uploads.py).
+_BY_ID = select(accounts).where(accounts.c.id == bindparam("by_id", type_=Integer()))
+_BY_API_KEY = select(accounts).where(accounts.c.api_key == bindparam("by_api_key", type_=String()))
 
 
 @dataclass(frozen=True)
@@ -182,14 +187,14 @@ class AccountStore:
 
     def get_by_id(self, account_id: int) -> Account:
         with transaction(self._engine) as conn:
-            row = conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
+            row = conn.execute(_BY_ID, {"by_id": account_id}).first()
         if row is None:
             raise NotFound(f"No account with id {account_id}")
         return _from_row(row)
 
     def find_by_api_key(self, api_key: str) -> Account | None:
         with transaction(self._engine) as conn:
-            row = conn.execute(select(accounts).where(accounts.c.api_key == api_key)).first()
+            row = conn.execute(_BY_API_KEY, {"by_api_key": api_key}).first()
         return None if row is None else _from_row(row)
 
     def all(self) -> list[Account]:

@@ -16,7 +16,7 @@ from vod2s3.accounts import AccountStore
 from vod2s3.crypto import SecretBox
 from vod2s3.store import migrate
 from vod2s3.store.db import make_engine
-from vod2s3.store.uploads import NewUpload, StoredPart, UploadStore
+from vod2s3.store.uploads import NewUpload, StoredPart, TooManyActive, UploadStore
 
 LEASE = timedelta(seconds=30)
 
@@ -68,6 +68,23 @@ def test_enqueue_then_replay_returns_the_same_row(stores: tuple) -> None:
     assert again.id == first.id
     assert len(uploads.latest(owner, 25, 0)) == 1
     assert first.metadata == {"title": "Vidéo"}
+
+
+def test_enqueue_refuses_beyond_the_cap_but_still_answers_a_replay(stores: tuple) -> None:
+    accounts, uploads, _ = stores
+    owner = account_id(accounts)
+    first, _ = uploads.enqueue(new_upload(owner, "sig-a"), max_active=2)
+    uploads.enqueue(new_upload(owner, "sig-b"), max_active=2)
+    with pytest.raises(TooManyActive):
+        uploads.enqueue(new_upload(owner, "sig-c"), max_active=2)
+    replayed, created = uploads.enqueue(new_upload(owner, "sig-a"), max_active=2)
+    assert (replayed.id, created) == (first.id, False)
+    assert len(uploads.latest(owner, 25, 0)) == 2
+    # Finished uploads do not count against the cap.
+    claimed = uploads.claim("w", LEASE)
+    assert uploads.complete(claimed.id, "w", {}, 200, "", 10)
+    third, created = uploads.enqueue(new_upload(owner, "sig-c"), max_active=2)
+    assert created and third.state == "queued"
 
 
 def test_rows_are_scoped_to_their_account(stores: tuple) -> None:

@@ -13,11 +13,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ClauseElement,
     ColumnElement,
     Connection,
+    DateTime,
     Engine,
+    Integer,
     Row,
+    String,
     and_,
+    bindparam,
     delete,
     desc,
     exc,
@@ -75,16 +80,161 @@ class StoredMultipart:
 _NO_MULTIPART = {"multipart_upload_id": None, "part_size": None, "source_mtime_ns": None}
 
 
+# The claim's parameters (named apart from the columns they set).
+_CLAIM_NOW = bindparam("claim_now", type_=DateTime())
+_CLAIM_OWNER = bindparam("claim_owner", type_=String())
+_CLAIM_LEASE_EXPIRES = bindparam("claim_lease_expires", type_=DateTime())
+_CLAIM_VOLUMES = bindparam("claim_volumes", expanding=True, type_=String())
+
+
+def _claim_statement(postgres: bool, by_volume: bool) -> Any:
+    now = _CLAIM_NOW
+    claimable = or_(
+        and_(uploads.c.state == "queued", uploads.c.next_attempt_at <= now),
+        and_(uploads.c.state == "uploading", uploads.c.lease_expires < now),
+    )
+    if by_volume:
+        claimable = and_(claimable, uploads.c.volume.in_(_CLAIM_VOLUMES))
+    candidate = _postgres_candidate(by_volume) if postgres else _sorted_candidate(claimable)
+    return (
+        update(uploads)
+        .where(uploads.c.id == candidate, claimable)
+        .values(
+            state="uploading",
+            message="Uploading",
+            lease_owner=_CLAIM_OWNER,
+            lease_expires=_CLAIM_LEASE_EXPIRES,
+            attempts=uploads.c.attempts + 1,
+            started=func.coalesce(uploads.c.started, now),
+            last_updated=now,
+        )
+        .returning(*uploads.c)
+    )
+
+
+def _sorted_candidate(claimable: ColumnElement[bool]) -> Any:
+    """Round-robin between accounts — the account whose last claim is oldest, then its
+    upload due longest — by sorting the claimable rows. Fine for SQLite, where one
+    machine's queue is small and the transaction's write lock serialises claims."""
+    return (
+        select(uploads.c.id)
+        .join(accounts, accounts.c.id == uploads.c.account_id)
+        .where(claimable)
+        .order_by(accounts.c.last_claimed, accounts.c.id, uploads.c.next_attempt_at, uploads.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _postgres_candidate(by_volume: bool) -> Any:
+    """The same choice without sorting the queue: an expired lease first (few rows are
+    uploading), else the accounts in round-robin order from their index, each asked for
+    its oldest due upload through (account_id, state, next_attempt_at, id), stopping at
+    the first one that has a row nobody else has locked. Cost stays flat as the queue
+    grows (docs/benchmarks.md)."""
+    now = _CLAIM_NOW
+    expired = select(uploads.c.id).where(
+        uploads.c.state == "uploading", uploads.c.lease_expires < now
+    )
+    due = uploads.alias("due")
+    oldest_due = select(due.c.id).where(
+        due.c.account_id == accounts.c.id,
+        due.c.state == "queued",
+        due.c.next_attempt_at <= now,
+    )
+    if by_volume:
+        expired = expired.where(uploads.c.volume.in_(_CLAIM_VOLUMES))
+        oldest_due = oldest_due.where(due.c.volume.in_(_CLAIM_VOLUMES))
+    expired_first = (
+        expired.order_by(uploads.c.lease_expires)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    per_account = (
+        oldest_due.order_by(due.c.next_attempt_at, due.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .lateral("due_upload")
+    )
+    next_turn = (
+        select(per_account.c.id)
+        .select_from(accounts.join(per_account, true()))
+        .order_by(accounts.c.last_claimed, accounts.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.coalesce(expired_first, next_turn)
+
+
+class TooManyActive(Exception):
+    """The account already has the most uploads queued or running that it may have."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"{cap} uploads queued or running")
+        self.cap = cap
+
+
+# Statements run for every upload are built once, with bound parameters: SQLAlchemy then
+# reuses their cache keys and compiled forms, where building them again each time cost
+# more CPU than SQLite spent running them.
+_INSERT_UPLOAD = insert(uploads).returning(*uploads.c)
+
+_ACCOUNT = bindparam("of_account", type_=Integer())
+_SIGNATURE = bindparam("of_signature", type_=String())
+_BY_SIGNATURE = select(uploads).where(
+    uploads.c.account_id == _ACCOUNT, uploads.c.request_signature == _SIGNATURE
+)
+_COUNT_ACTIVE = (
+    select(func.count())
+    .select_from(uploads)
+    .where(uploads.c.account_id == _ACCOUNT, uploads.c.state.in_(("queued", "uploading")))
+)
+
+# aws.status: LIMIT and OFFSET are bound parameters either way (SQLAlchemy's default).
+_LIMIT = bindparam("page_limit", type_=Integer())
+_OFFSET = bindparam("page_offset", type_=Integer())
+_STATE = bindparam("in_state", type_=String())
+_LATEST = (
+    select(uploads)
+    .where(uploads.c.account_id == _ACCOUNT)
+    .order_by(desc(uploads.c.id))
+    .limit(_LIMIT)
+    .offset(_OFFSET)
+)
+_LATEST_IN_STATE = _LATEST.where(uploads.c.state == _STATE)
+
+# The guard of every write by a worker: the row is still ours.
+_GUARD_ID = bindparam("guard_id", type_=Integer())
+_GUARD_OWNER = bindparam("guard_owner", type_=String())
+_WHILE_HELD = update(uploads).where(
+    uploads.c.id == _GUARD_ID,
+    uploads.c.state == "uploading",
+    uploads.c.lease_owner == _GUARD_OWNER,
+)
+
+
+def _by_signature(account_id: int, signature: str) -> tuple[Any, dict[str, Any]]:
+    return _BY_SIGNATURE, {_ACCOUNT.key: account_id, _SIGNATURE.key: signature}
+
+
+def _count_active(conn: Connection, account_id: int) -> int:
+    return int(conn.execute(_COUNT_ACTIVE, {_ACCOUNT.key: account_id}).scalar_one())
+
+
 class UploadStore:
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self._engine = engine
         self._clock = clock
+        self._claim_statements: dict[bool, Any] = {}
 
     # -- the customer's side -------------------------------------------------------------
 
-    def enqueue(self, new: NewUpload) -> tuple[Row[Any], bool]:
+    def enqueue(self, new: NewUpload, max_active: int = 0) -> tuple[Row[Any], bool]:
         """Queue ``new``; returns (row, created). A replay of the same signed request returns
-        the row the first arrival created, with created=False."""
+        the row the first arrival created, with created=False. With ``max_active``, raise
+        :class:`TooManyActive` rather than queue beyond that many of the account's uploads
+        queued or running. One transaction: the replay check, the cap and the insert."""
         now = self._clock.now()
         values = {
             **new.__dict__,
@@ -104,22 +254,23 @@ class UploadStore:
         }
         try:
             with transaction(self._engine) as conn:
-                row = conn.execute(insert(uploads).values(**values).returning(*uploads.c)).one()
+                existing = conn.execute(*_by_signature(new.account_id, new.request_signature))
+                if (row := existing.first()) is not None:
+                    return row, False
+                if max_active and _count_active(conn, new.account_id) >= max_active:
+                    raise TooManyActive(max_active)
+                row = conn.execute(_INSERT_UPLOAD, values).one()
             return row, True
         except exc.IntegrityError:
-            existing = self.find_by_signature(new.account_id, new.request_signature)
-            if existing is None:
+            # The same request, queued by another process between our check and our insert.
+            again = self.find_by_signature(new.account_id, new.request_signature)
+            if again is None:
                 raise
-            return existing, False
+            return again, False
 
     def find_by_signature(self, account_id: int, signature: str) -> Row[Any] | None:
         with transaction(self._engine) as conn:
-            return conn.execute(
-                select(uploads).where(
-                    uploads.c.account_id == account_id,
-                    uploads.c.request_signature == signature,
-                )
-            ).first()
+            return conn.execute(*_by_signature(account_id, signature)).first()
 
     def get(self, account_id: int, upload_id: int) -> Row[Any] | None:
         """The row, only if it belongs to ``account_id``."""
@@ -136,27 +287,18 @@ class UploadStore:
     def count_active(self, account_id: int) -> int:
         """The account's uploads that are queued or running."""
         with transaction(self._engine) as conn:
-            return int(
-                conn.execute(
-                    select(func.count())
-                    .select_from(uploads)
-                    .where(
-                        uploads.c.account_id == account_id,
-                        uploads.c.state.in_(("queued", "uploading")),
-                    )
-                ).scalar_one()
-            )
+            return _count_active(conn, account_id)
 
     def latest(
         self, account_id: int, limit: int, offset: int, state: str | None = None
     ) -> list[Row[Any]]:
         """The account's uploads, newest first (served by the (account_id, id) index)."""
-        query = select(uploads).where(uploads.c.account_id == account_id)
+        params: dict[str, Any] = {_ACCOUNT.key: account_id, _LIMIT.key: limit, _OFFSET.key: offset}
+        query = _LATEST
         if state is not None:
-            query = query.where(uploads.c.state == state)
-        query = query.order_by(desc(uploads.c.id)).limit(limit).offset(offset)
+            query, params[_STATE.key] = _LATEST_IN_STATE, state
         with transaction(self._engine) as conn:
-            return list(conn.execute(query).all())
+            return list(conn.execute(query, params).all())
 
     def cancel(self, account_id: int, upload_id: int) -> tuple[Row[Any] | None, bool]:
         """Stop a queued or running upload: (the row, whether this call cancelled it). The
@@ -267,94 +409,30 @@ class UploadStore:
         worker died — and lease it to ``owner``. One guarded statement: on PostgreSQL the
         candidate is locked with SKIP LOCKED; on SQLite the transaction holds the write lock."""
         now = self._clock.now()
-        claimable = or_(
-            and_(uploads.c.state == "queued", uploads.c.next_attempt_at <= now),
-            and_(uploads.c.state == "uploading", uploads.c.lease_expires < now),
-        )
+        params: dict[str, Any] = {
+            _CLAIM_NOW.key: now,
+            _CLAIM_OWNER.key: owner,
+            _CLAIM_LEASE_EXPIRES.key: now + lease,
+        }
         if volumes:
-            claimable = and_(claimable, uploads.c.volume.in_(volumes))
-        candidate = (
-            self._postgres_candidate(now, volumes)
-            if self._engine.dialect.name == "postgresql"
-            else self._sorted_candidate(claimable)
-        )
-        statement = (
-            update(uploads)
-            .where(uploads.c.id == candidate, claimable)
-            .values(
-                state="uploading",
-                message="Uploading",
-                lease_owner=owner,
-                lease_expires=now + lease,
-                attempts=uploads.c.attempts + 1,
-                started=func.coalesce(uploads.c.started, now),
-                last_updated=now,
-            )
-            .returning(*uploads.c)
-        )
+            params[_CLAIM_VOLUMES.key] = list(volumes)
         with transaction(self._engine) as conn:
-            row = conn.execute(statement).first()
+            row = conn.execute(self._claim_statement(bool(volumes)), params).first()
             if row is not None:
                 conn.execute(
                     update(accounts).where(accounts.c.id == row.account_id).values(last_claimed=now)
                 )
             return row
 
-    @staticmethod
-    def _sorted_candidate(claimable: ColumnElement[bool]) -> Any:
-        """Round-robin between accounts — the account whose last claim is oldest, then its
-        upload due longest — by sorting the claimable rows. Fine for SQLite, where one
-        machine's queue is small and the transaction's write lock serialises claims."""
-        return (
-            select(uploads.c.id)
-            .join(accounts, accounts.c.id == uploads.c.account_id)
-            .where(claimable)
-            .order_by(
-                accounts.c.last_claimed, accounts.c.id, uploads.c.next_attempt_at, uploads.c.id
-            )
-            .limit(1)
-            .scalar_subquery()
-        )
-
-    @staticmethod
-    def _postgres_candidate(now: datetime, volumes: tuple[str, ...]) -> Any:
-        """The same choice without sorting the queue: an expired lease first (few rows are
-        uploading), else the accounts in round-robin order from their index, each asked for
-        its oldest due upload through (account_id, state, next_attempt_at, id), stopping at
-        the first one that has a row nobody else has locked. Cost stays flat as the queue
-        grows (docs/benchmarks.md)."""
-        expired = select(uploads.c.id).where(
-            uploads.c.state == "uploading", uploads.c.lease_expires < now
-        )
-        due = uploads.alias("due")
-        oldest_due = select(due.c.id).where(
-            due.c.account_id == accounts.c.id,
-            due.c.state == "queued",
-            due.c.next_attempt_at <= now,
-        )
-        if volumes:
-            expired = expired.where(uploads.c.volume.in_(volumes))
-            oldest_due = oldest_due.where(due.c.volume.in_(volumes))
-        expired_first = (
-            expired.order_by(uploads.c.lease_expires)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        per_account = (
-            oldest_due.order_by(due.c.next_attempt_at, due.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .lateral("due_upload")
-        )
-        next_turn = (
-            select(per_account.c.id)
-            .select_from(accounts.join(per_account, true()))
-            .order_by(accounts.c.last_claimed, accounts.c.id)
-            .limit(1)
-            .scalar_subquery()
-        )
-        return func.coalesce(expired_first, next_turn)
+    def _claim_statement(self, by_volume: bool) -> Any:
+        # Built once with bound parameters: SQLAlchemy then reuses the statement's cache key
+        # and compiled form, which would otherwise cost more than running it on SQLite.
+        statement = self._claim_statements.get(by_volume)
+        if statement is None:
+            postgres = self._engine.dialect.name == "postgresql"
+            statement = _claim_statement(postgres, by_volume)
+            self._claim_statements[by_volume] = statement
+        return statement
 
     def _transition(
         self,
@@ -366,13 +444,15 @@ class UploadStore:
         """Update the row only while ``owner`` holds it; ``then`` runs in the same transaction
         when it does."""
         values.setdefault("last_updated", self._clock.now())
-        guard: ColumnElement[bool] = and_(
-            uploads.c.id == upload_id,
-            uploads.c.state == "uploading",
-            uploads.c.lease_owner == owner,
-        )
+        guard = {_GUARD_ID.key: upload_id, _GUARD_OWNER.key: owner}
+        if any(isinstance(value, ClauseElement) for value in values.values()):
+            statement, params = _WHILE_HELD.values(**values), guard
+        else:
+            # Plain values go in as parameters: the SET clause follows their names, and the
+            # statement, built once, keeps its cache key (see _claim_statement).
+            statement, params = _WHILE_HELD, {**values, **guard}
         with transaction(self._engine) as conn:
-            if conn.execute(update(uploads).where(guard).values(**values)).rowcount != 1:
+            if conn.execute(statement, params).rowcount != 1:
                 return False
             if then is not None:
                 then(conn)

@@ -8,22 +8,41 @@ from vod2s3.accounts import validate_bucket_name
 from vod2s3.api import upload_fields
 from vod2s3.api.context import Call, Services
 from vod2s3.api.fields import one_of, optional_str, required_str
-from vod2s3.errors import BadRequest, Forbidden, RateLimited
+from vod2s3.errors import BadRequest, Forbidden, RateLimited, Vod2s3Error
 from vod2s3.records import record_view
 from vod2s3.storage import resolve_source
-from vod2s3.store.uploads import NewUpload
+from vod2s3.store.uploads import NewUpload, TooManyActive
 
 MESSAGE = "AWS Upload Queued"
 
 
 def aws_upload(services: Services, call: Call) -> tuple[str, Any]:
-    account, obj = call.account, call.obj
-    # A replay of a request that was queued before is answered with that record, even if
-    # the file has gone since: the request was valid when it first arrived.
-    existing = services.uploads.find_by_signature(account.id, call.signature)
-    if existing is not None:
-        return MESSAGE, record_view(existing)
+    try:
+        new = _checked(services, call)
+    except Vod2s3Error:
+        # A replay of a request that was queued before is answered with that record, even
+        # if the file has gone since: the request was valid when it first arrived.
+        existing = services.uploads.find_by_signature(call.account.id, call.signature)
+        if existing is not None:
+            return MESSAGE, record_view(existing)
+        raise
+    cap = services.settings.max_queued_per_account
+    try:
+        row, created = services.uploads.enqueue(new, max_active=cap)
+    except TooManyActive:
+        raise RateLimited(
+            f"This account already has {cap} uploads queued or running, the most allowed: "
+            "wait for some to finish, then queue more",
+            retry_after=60,
+        ) from None
+    if created:
+        services.queued()
+    return MESSAGE, record_view(row)
 
+
+def _checked(services: Services, call: Call) -> NewUpload:
+    """The upload the request asks for, every field and the source file checked."""
+    account, obj = call.account, call.obj
     path = required_str(obj, "path")
     bucket = required_str(obj, "bucket")
     acl = one_of(obj, "acl", upload_fields.ACLS, required=True)
@@ -45,30 +64,17 @@ def aws_upload(services: Services, call: Call) -> tuple[str, Any]:
     callback = upload_fields.callback_url(obj.get("callback"), services.settings.callback_allow)
     source = resolve_source(services.settings.storage_root, path, account.storage_user)
     key = upload_fields.object_key(destination, source.relative_path)
-    options = upload_fields.s3_options(obj, key)
-
-    cap = services.settings.max_queued_per_account
-    if cap and services.uploads.count_active(account.id) >= cap:
-        raise RateLimited(
-            f"This account already has {cap} uploads queued or running, the most allowed: "
-            "wait for some to finish, then queue more",
-            retry_after=60,
-        )
-    row, _created = services.uploads.enqueue(
-        NewUpload(
-            account_id=account.id,
-            cdn_id=account.cdn,
-            request_signature=call.signature,
-            path=path,
-            volume=source.volume,
-            bucket=bucket,
-            destination_path=key,
-            metadata=metadata,
-            acl=acl,
-            callback=callback,
-            options=options,
-            bytes_total=source.size,
-        )
+    return NewUpload(
+        account_id=account.id,
+        cdn_id=account.cdn,
+        request_signature=call.signature,
+        path=path,
+        volume=source.volume,
+        bucket=bucket,
+        destination_path=key,
+        metadata=metadata,
+        acl=acl,
+        callback=callback,
+        options=upload_fields.s3_options(obj, key),
+        bytes_total=source.size,
     )
-    services.queued()
-    return MESSAGE, record_view(row)

@@ -191,6 +191,9 @@ _COUNT_ACTIVE = (
     .where(uploads.c.account_id == _ACCOUNT, uploads.c.state.in_(("queued", "uploading")))
 )
 
+_UPLOAD = bindparam("of_upload", type_=Integer())
+_OWN_UPLOAD = select(uploads).where(uploads.c.id == _UPLOAD, uploads.c.account_id == _ACCOUNT)
+
 # aws.status: LIMIT and OFFSET are bound parameters either way (SQLAlchemy's default).
 _LIMIT = bindparam("page_limit", type_=Integer())
 _OFFSET = bindparam("page_offset", type_=Integer())
@@ -276,7 +279,7 @@ class UploadStore:
         """The row, only if it belongs to ``account_id``."""
         with transaction(self._engine) as conn:
             return conn.execute(
-                select(uploads).where(uploads.c.id == upload_id, uploads.c.account_id == account_id)
+                _OWN_UPLOAD, {_UPLOAD.key: upload_id, _ACCOUNT.key: account_id}
             ).first()
 
     def get_any(self, upload_id: int) -> Row[Any] | None:

@@ -131,6 +131,39 @@ uploads = Table(
     ),
 )
 
+# What a customer's record shows (records.record_view): aws.status reads only these, and
+# leaves the job's own columns (options, lease, multipart state) undecoded.
+RECORD_COLUMNS = tuple(
+    uploads.c[name]
+    for name in (
+        "id",
+        "cdn_id",
+        "path",
+        "destination_path",
+        "metadata",
+        "acl",
+        "callback",
+        "message",
+        "results",
+        "created",
+        "last_updated",
+        "status",
+        "bucket",
+        "state",
+        "attempts",
+        "bytes_total",
+        "bytes_uploaded",
+        "error_code",
+        "checksum",
+        "callback_state",
+        "callback_attempts",
+        "callback_status",
+        "callback_error",
+        "started",
+        "finished",
+    )
+)
+
 # The parts of the current multipart upload that S3 has confirmed, written as each finishes,
 # so that a worker taking over re-sends only what was in flight.
 upload_parts = Table(

@@ -37,7 +37,7 @@ from sqlalchemy import (
 from vod2s3.clock import Clock
 from vod2s3.store.db import transaction
 from vod2s3.store.outbox import enqueue_callback, supersede_callbacks
-from vod2s3.store.schema import accounts, upload_parts, uploads
+from vod2s3.store.schema import RECORD_COLUMNS, accounts, upload_parts, uploads
 
 EMPTY_RESULTS: dict[str, str] = {}
 
@@ -192,14 +192,16 @@ _COUNT_ACTIVE = (
 )
 
 _UPLOAD = bindparam("of_upload", type_=Integer())
-_OWN_UPLOAD = select(uploads).where(uploads.c.id == _UPLOAD, uploads.c.account_id == _ACCOUNT)
+_OWN_UPLOAD = select(*RECORD_COLUMNS).where(
+    uploads.c.id == _UPLOAD, uploads.c.account_id == _ACCOUNT
+)
 
 # aws.status: LIMIT and OFFSET are bound parameters either way (SQLAlchemy's default).
 _LIMIT = bindparam("page_limit", type_=Integer())
 _OFFSET = bindparam("page_offset", type_=Integer())
 _STATE = bindparam("in_state", type_=String())
 _LATEST = (
-    select(uploads)
+    select(*RECORD_COLUMNS)
     .where(uploads.c.account_id == _ACCOUNT)
     .order_by(desc(uploads.c.id))
     .limit(_LIMIT)
@@ -276,7 +278,7 @@ class UploadStore:
             return conn.execute(*_by_signature(account_id, signature)).first()
 
     def get(self, account_id: int, upload_id: int) -> Row[Any] | None:
-        """The row, only if it belongs to ``account_id``."""
+        """The record's columns (RECORD_COLUMNS), only if it belongs to ``account_id``."""
         with transaction(self._engine) as conn:
             return conn.execute(
                 _OWN_UPLOAD, {_UPLOAD.key: upload_id, _ACCOUNT.key: account_id}
@@ -295,7 +297,8 @@ class UploadStore:
     def latest(
         self, account_id: int, limit: int, offset: int, state: str | None = None
     ) -> list[Row[Any]]:
-        """The account's uploads, newest first (served by the (account_id, id) index)."""
+        """The account's records (RECORD_COLUMNS), newest first (served by the (account_id, id)
+        index)."""
         params: dict[str, Any] = {_ACCOUNT.key: account_id, _LIMIT.key: limit, _OFFSET.key: offset}
         query = _LATEST
         if state is not None:

@@ -20,10 +20,8 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +33,17 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 import httpx
+from common import (
+    CLK_TCK,
+    REPO,
+    free_port,
+    git_state,
+    host_cpu,
+    host_process_busy,
+    log,
+    self_cpu,
+    wait_for_quiet,
+)
 
 from vod2s3.client import ClientError, Vod2s3Client
 from vod2s3.jsonenc import php_json_encode
@@ -47,13 +56,11 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 MB = 1_000_000
 
-REPO = Path(__file__).resolve().parent.parent
 BUCKET = "vod2s3-bench"
 VOLUME = "sestore1"
 STORAGE_USER = "bench"
 CDN = 1
 ALL_TOOLS = ("vod2s3", "awscli", "rclone", "boto3", "ceiling")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 BLOCK = 16 * MiB  # the random block every file is made of
 STRIDE = MiB  # a distinct header every MiB, so no two parts of any size >= 1 MiB are equal
 SINGLE_POLL = 0.1  # seconds between aws.status polls for one upload
@@ -78,10 +85,6 @@ if not pairs:
 
 class BenchError(Exception):
     """A measurement went wrong: the tool failed, timed out, or the objects are not right."""
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- processes --------------------------------------------------------------------------
@@ -147,13 +150,6 @@ def processes_under(root: Path) -> list[int]:
             if cwd == str(root) or cwd.startswith(str(root) + "/"):
                 found.append(int(entry.name))
     return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Service:
@@ -289,53 +285,20 @@ def run_measured(
     )
 
 
-HOST_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
-
-
-def host_cpu() -> dict[str, float]:
-    """The whole machine's CPU time by kind (all cores), from /proc/stat."""
-    values = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-    return {name: int(v) / CLK_TCK for name, v in zip(HOST_FIELDS, values, strict=True)}
-
-
-def host_process_busy(before: dict[str, float], after: dict[str, float]) -> float:
-    """CPU the machine's processes used between two host_cpu() readings. Interrupt and
-    softirq time (much of it loopback TCP for our own traffic) and steal are left out."""
-    return sum(after[k] - before[k] for k in ("user", "nice", "system"))
-
-
-def wait_for_quiet(max_wait: float, threshold: float = 0.15) -> float:
-    """Wait (at most max_wait seconds) until the machine's processes use less than
-    threshold cores over half a second; returns the seconds waited."""
-    start = time.monotonic()
-    while True:
-        before, self0 = host_cpu(), self_cpu_seconds()
-        time.sleep(0.5)
-        busy = host_process_busy(before, host_cpu()) - (self_cpu_seconds() - self0)
-        waited = time.monotonic() - start
-        if busy / 0.5 < threshold or waited >= max_wait:
-            return waited
-
-
-def self_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 class Window:
     """The measured interval: moto's CPU, this script's own CPU, and the machine's, so that
     CPU spent by anything else (another job on the host) shows up as 'host_other_cpu_s'."""
 
     def __init__(self, moto: Moto) -> None:
         self._moto = moto
-        self._start = (moto.cpu(), self_cpu_seconds())
+        self._start = (moto.cpu(), self_cpu())
         self._host = host_cpu()
 
     def close(self, sample: Sample, client_cpu: float) -> None:
         moto0, self0 = self._start
         host = host_cpu()
         sample.moto_cpu_s = self._moto.cpu() - moto0
-        bench = self_cpu_seconds() - self0
+        bench = self_cpu() - self0
         sample.extra["bench_cpu_s"] = round(bench, 3)
         for kind in ("softirq", "steal", "iowait"):
             sample.extra[f"host_{kind}_s"] = round(host[kind] - self._host[kind], 3)
@@ -1006,16 +969,6 @@ def resolve_aws(given: str | None) -> str:
     if not found:
         raise SystemExit("aws (awscli) is not on PATH; pass --aws-bin")
     return found
-
-
-def git_state() -> dict[str, str]:
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": str(bool(git("status", "--porcelain")))}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

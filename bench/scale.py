@@ -21,10 +21,8 @@ import multiprocessing
 import os
 import platform
 import random
-import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +38,17 @@ from typing import IO, Any, TypeVar
 
 import httpx
 import sqlalchemy.exc
+from common import (
+    CLK_TCK,
+    REPO,
+    free_port,
+    git_state,
+    host_cpu,
+    host_process_busy,
+    log,
+    self_cpu,
+    wait_for_quiet,
+)
 from cryptography.fernet import Fernet
 from sqlalchemy import DateTime, Engine, bindparam, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -55,9 +64,6 @@ from vod2s3.store import migrate
 from vod2s3.store.db import make_engine
 from vod2s3.store.uploads import UploadStore
 
-REPO = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-HOST_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 PAGE = 25  # aws.status's default limit
 LEASE = timedelta(minutes=10)  # longer than any run: no lease expires during a measurement
 SUCCESS_PREFIX = b'{"status":"success"'
@@ -65,10 +71,6 @@ SUCCESS_PREFIX = b'{"status":"success"'
 Cred = tuple[int, str, str]  # cdn, api_key, secret
 T = TypeVar("T")
 DB_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, DatabaseUnavailable)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 class BenchError(Exception):
@@ -125,18 +127,6 @@ def _on_stop_signal(signum: int, _frame: FrameType | None) -> None:
 # -- CPU accounting (as in bench/compare.py) ----------------------------------------------
 
 
-def host_cpu() -> dict[str, float]:
-    """The whole machine's CPU time by kind (all cores), from /proc/stat."""
-    values = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-    return {name: int(v) / CLK_TCK for name, v in zip(HOST_FIELDS, values, strict=True)}
-
-
-def host_process_busy(before: dict[str, float], after: dict[str, float]) -> float:
-    """CPU the machine's processes used between two readings (interrupts, softirq — much of
-    it loopback TCP — and steal left out)."""
-    return sum(after[k] - before[k] for k in ("user", "nice", "system"))
-
-
 def proc_cpu(pid: int) -> float | None:
     """utime + stime of a process (all its threads), or None once it is gone."""
     try:
@@ -145,24 +135,6 @@ def proc_cpu(pid: int) -> float | None:
         return None
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def wait_for_quiet(max_wait: float, threshold: float = 0.15) -> float:
-    """Wait (at most max_wait seconds) until the machine's processes use less than
-    threshold cores over half a second; returns the seconds waited."""
-    start = time.monotonic()
-    while max_wait > 0:
-        before, self0 = host_cpu(), self_cpu()
-        time.sleep(0.5)
-        busy = host_process_busy(before, host_cpu()) - (self_cpu() - self0)
-        if busy / 0.5 < threshold or time.monotonic() - start >= max_wait:
-            break
-    return time.monotonic() - start
 
 
 class CpuWindow:
@@ -537,13 +509,6 @@ class Server:
             self.popen.wait(timeout=10)
         finally:
             self._log.close()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- claims -----------------------------------------------------------------------------
@@ -1382,16 +1347,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"raw samples: {results_path}")
     return status
-
-
-def git_state() -> dict[str, str]:
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": str(bool(git("status", "--porcelain")))}
 
 
 def host_info(admin_url: str) -> dict[str, Any]:

@@ -84,7 +84,8 @@ def test_enqueue_refuses_beyond_the_cap_but_still_answers_a_replay(stores: tuple
     claimed = uploads.claim("w", LEASE)
     assert uploads.complete(claimed.id, "w", {}, 200, "", 10)
     third, created = uploads.enqueue(new_upload(owner, "sig-c"), max_active=2)
-    assert created and third.state == "queued"
+    assert created
+    assert third.state == "queued"
 
 
 def test_rows_are_scoped_to_their_account(stores: tuple) -> None:

@@ -50,7 +50,7 @@ from common import (
     wait_for_quiet,
 )
 from cryptography.fernet import Fernet
-from sqlalchemy import DateTime, Engine, bindparam, create_engine, event, text
+from sqlalchemy import DateTime, Engine, bindparam, create_engine, event, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -62,6 +62,8 @@ from vod2s3.errors import DatabaseUnavailable
 from vod2s3.jsonenc import php_json_encode
 from vod2s3.store import migrate
 from vod2s3.store.db import make_engine
+from vod2s3.store.schema import NEVER_CLAIMED
+from vod2s3.store.schema import accounts as accounts_table
 from vod2s3.store.uploads import UploadStore
 
 PAGE = 25  # aws.status's default limit
@@ -353,7 +355,8 @@ def fill_queued(engine: Engine, rows: int, accounts: int) -> None:
             conn.exec_driver_sql(
                 "TRUNCATE upload_parts, callback_deliveries, uploads RESTART IDENTITY"
             )
-        conn.exec_driver_sql("UPDATE accounts SET last_claimed = NULL")
+        # Every account as if never claimed (migration 0006 made the column non-NULL).
+        conn.execute(update(accounts_table).values(last_claimed=NEVER_CLAIMED))
         conn.execute(statement, {"rows": rows, "accounts": accounts, "t": due})
     if sqlite:
         with engine.begin() as conn:

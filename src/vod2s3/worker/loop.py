@@ -49,6 +49,10 @@ class Worker:
     def _job(self, row: Any) -> None:
         run_job(dataclasses.replace(self._ctx, owner=row.lease_owner), row)
 
+    def warm_up(self) -> None:
+        """Load what the first upload would otherwise pay for (S3's service model)."""
+        self._ctx.clients.warm()
+
     def sweep(self) -> int:
         """Abort the multipart uploads that cancelled uploads left behind; returns how many."""
         rows = self._ctx.uploads.cancelled_with_multipart()
@@ -76,7 +80,7 @@ class Worker:
         log.info(
             "worker %s started (volumes: %s)", self._ctx.owner, ",".join(self._volumes) or "all"
         )
-        self._ctx.clients.warm()
+        self.warm_up()
         while not self.stopping.is_set():
             if not self._slots.acquire(timeout=interval):
                 continue

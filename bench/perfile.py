@@ -1,0 +1,171 @@
+"""What one small upload costs vod2s3 in CPU, part by part: the API's aws.upload, one
+aws.status, and the worker's claim-upload-complete, measured in one process.
+
+    .venv/bin/python bench/perfile.py [--files 100] [--size 65536] [--profile worker]
+
+The API runs under uvicorn on 127.0.0.1 (as in the tests), the S3 endpoint is moto's server
+in a child process, so the process's CPU is vod2s3's plus the client's signing (about
+0.6-0.8 ms a request). The worker part runs one upload at a time in this thread (the
+tests' drain()), after its clients are warmed as `vod2s3 worker` does at start-up. Also
+counted: SQL statements and transactions per file. ``--profile worker`` prints the
+worker's cProfile (cumulative), to see where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+from common import free_port, self_cpu
+from sqlalchemy import event
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.service import make_settings, running_service  # noqa: E402
+
+from vod2s3.config import Settings  # noqa: E402
+
+BUCKET = "perfile-bench"
+
+
+def start_moto(port: int) -> subprocess.Popen[bytes]:
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/moto-api/")
+            return moto
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or moto.poll() is not None:
+                moto.kill()
+                raise SystemExit("moto's server did not start") from None
+            time.sleep(0.1)
+
+
+class Counts:
+    """SQL statements and transactions the engine ran."""
+
+    def __init__(self, engine: Any) -> None:
+        self.statements = 0
+        self.transactions = 0
+        event.listen(engine, "before_cursor_execute", self._statement)
+        event.listen(engine, "begin", self._begin)
+
+    def _statement(self, *_args: Any, **_kwargs: Any) -> None:
+        self.statements += 1
+
+    def _begin(self, *_args: Any, **_kwargs: Any) -> None:
+        self.transactions += 1
+
+    def reset(self) -> None:
+        self.statements = self.transactions = 0
+
+
+def measure(
+    name: str, files: int, counts: Counts, action: Callable[[], object], note: str = ""
+) -> None:
+    counts.reset()
+    cpu0, wall0 = self_cpu(), time.perf_counter()
+    action()
+    cpu, wall = self_cpu() - cpu0, time.perf_counter() - wall0
+    print(
+        f"| {name} | {cpu / files * 1000:.2f} | {wall / files * 1000:.2f} | "
+        f"{counts.statements / files:.1f} | {counts.transactions / files:.1f} | {note} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=100)
+    parser.add_argument("--size", type=int, default=64 * 1024, help="bytes per file")
+    parser.add_argument("--signing", default="off", choices=("auto", "on", "off"))
+    parser.add_argument("--profile", choices=("worker",), help="cProfile the worker part")
+    args = parser.parse_args()
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    moto = start_moto(port)
+    try:
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        ).create_bucket(Bucket=BUCKET)
+        # The tests' settings, with the shipped upload tuning (the tests use smaller parts).
+        shipped = Settings()
+        settings = make_settings(
+            Path(tempfile.mkdtemp()),
+            payload_signing=args.signing,
+            multipart_threshold=shipped.multipart_threshold,
+            part_size=shipped.part_size,
+            parts_in_flight=shipped.parts_in_flight,
+            parts_in_memory=shipped.parts_in_memory,
+        )
+        with running_service(settings, endpoint) as svc:
+            client = svc.client(svc.add_account(1, "bench"))
+            data = os.urandom(args.size)
+            paths = [svc.write_source(f"sestore1/bench/f{i}.mp4", data) for i in range(args.files)]
+            counts = Counts(svc.runtime.engine)
+            client.status(limit=1)  # first-request costs (imports, caches) out of the way
+
+            print(f"{args.files} files of {args.size} bytes, payload signing {args.signing}\n")
+            print("| per file | CPU ms | wall ms | SQL statements | transactions | |")
+            print("|---|--:|--:|--:|--:|---|")
+            measure(
+                "aws.upload",
+                args.files,
+                counts,
+                lambda: [client.upload(path, BUCKET, "private") for path in paths],
+                "client's signing included",
+            )
+            measure(
+                "aws.status (limit 1)",
+                args.files,
+                counts,
+                lambda: [client.status(limit=1, state="completed") for _ in paths],
+                "client's signing included",
+            )
+            worker = svc.runtime.worker(concurrency=1)
+            worker.warm_up()  # as `vod2s3 worker` does before its first claim
+            profile = cProfile.Profile() if args.profile == "worker" else None
+
+            def drain() -> None:
+                if profile:
+                    profile.enable()
+                while worker.run_one():
+                    pass
+                if profile:
+                    profile.disable()
+
+            measure("worker: claim, PutObject, complete", args.files, counts, drain)
+            done = client.status(limit=1, offset=args.files - 1, state="completed")
+            if not done:
+                raise SystemExit("not every upload completed")
+            if profile:
+                print()
+                pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

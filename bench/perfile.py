@@ -17,7 +17,6 @@ import argparse
 import cProfile
 import os
 import pstats
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,36 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
-from common import free_port, self_cpu
+from common import self_cpu
 from sqlalchemy import event
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.helpers import moto_server_process  # noqa: E402
 from tests.service import make_settings, running_service  # noqa: E402
 
 from vod2s3.config import Settings  # noqa: E402
 
 BUCKET = "perfile-bench"
-
-
-def start_moto(port: int) -> subprocess.Popen[bytes]:
-    moto = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/moto-api/")
-            return moto
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or moto.poll() is not None:
-                moto.kill()
-                raise SystemExit("moto's server did not start") from None
-            time.sleep(0.1)
 
 
 class Counts:
@@ -98,10 +79,8 @@ def main() -> None:
     parser.add_argument("--profile", choices=("worker",), help="cProfile the worker part")
     args = parser.parse_args()
 
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    moto = start_moto(port)
-    try:
+    workdir = Path(tempfile.mkdtemp())
+    with moto_server_process(workdir / "moto.log") as endpoint:
         boto3.client(
             "s3",
             endpoint_url=endpoint,
@@ -112,7 +91,7 @@ def main() -> None:
         # The tests' settings, with the shipped upload tuning (the tests use smaller parts).
         shipped = Settings()
         settings = make_settings(
-            Path(tempfile.mkdtemp()),
+            workdir,
             payload_signing=args.signing,
             multipart_threshold=shipped.multipart_threshold,
             part_size=shipped.part_size,
@@ -162,9 +141,6 @@ def main() -> None:
             if profile:
                 print()
                 pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
-    finally:
-        moto.terminate()
-        moto.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ what the new owner wrote: it learns so from the returned ``False``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -87,7 +88,10 @@ _CLAIM_LEASE_EXPIRES = bindparam("claim_lease_expires", type_=DateTime())
 _CLAIM_VOLUMES = bindparam("claim_volumes", expanding=True, type_=String())
 
 
+@functools.cache
 def _claim_statement(postgres: bool, by_volume: bool) -> Any:
+    """Built once per kind with bound parameters: SQLAlchemy then reuses the statement's
+    cache key and compiled form, which would otherwise cost more than running it on SQLite."""
     now = _CLAIM_NOW
     claimable = or_(
         and_(uploads.c.state == "queued", uploads.c.next_attempt_at <= now),
@@ -172,7 +176,6 @@ class TooManyActive(Exception):
 
     def __init__(self, cap: int) -> None:
         super().__init__(f"{cap} uploads queued or running")
-        self.cap = cap
 
 
 # Statements run for every upload are built once, with bound parameters: SQLAlchemy then
@@ -219,8 +222,10 @@ _WHILE_HELD = update(uploads).where(
 )
 
 
-def _by_signature(account_id: int, signature: str) -> tuple[Any, dict[str, Any]]:
-    return _BY_SIGNATURE, {_ACCOUNT.key: account_id, _SIGNATURE.key: signature}
+def _find_by_signature(conn: Connection, account_id: int, signature: str) -> Row[Any] | None:
+    return conn.execute(
+        _BY_SIGNATURE, {_ACCOUNT.key: account_id, _SIGNATURE.key: signature}
+    ).first()
 
 
 def _count_active(conn: Connection, account_id: int) -> int:
@@ -231,7 +236,6 @@ class UploadStore:
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self._engine = engine
         self._clock = clock
-        self._claim_statements: dict[bool, Any] = {}
 
     # -- the customer's side -------------------------------------------------------------
 
@@ -259,9 +263,9 @@ class UploadStore:
         }
         try:
             with transaction(self._engine) as conn:
-                existing = conn.execute(*_by_signature(new.account_id, new.request_signature))
-                if (row := existing.first()) is not None:
-                    return row, False
+                existing = _find_by_signature(conn, new.account_id, new.request_signature)
+                if existing is not None:
+                    return existing, False
                 if max_active and _count_active(conn, new.account_id) >= max_active:
                     raise TooManyActive(max_active)
                 row = conn.execute(_INSERT_UPLOAD, values).one()
@@ -275,7 +279,7 @@ class UploadStore:
 
     def find_by_signature(self, account_id: int, signature: str) -> Row[Any] | None:
         with transaction(self._engine) as conn:
-            return conn.execute(*_by_signature(account_id, signature)).first()
+            return _find_by_signature(conn, account_id, signature)
 
     def get(self, account_id: int, upload_id: int) -> Row[Any] | None:
         """The record's columns (RECORD_COLUMNS), only if it belongs to ``account_id``."""
@@ -288,11 +292,6 @@ class UploadStore:
         """The row whatever its account: for workers and operators only."""
         with transaction(self._engine) as conn:
             return conn.execute(select(uploads).where(uploads.c.id == upload_id)).first()
-
-    def count_active(self, account_id: int) -> int:
-        """The account's uploads that are queued or running."""
-        with transaction(self._engine) as conn:
-            return _count_active(conn, account_id)
 
     def latest(
         self, account_id: int, limit: int, offset: int, state: str | None = None
@@ -423,22 +422,13 @@ class UploadStore:
         if volumes:
             params[_CLAIM_VOLUMES.key] = list(volumes)
         with transaction(self._engine) as conn:
-            row = conn.execute(self._claim_statement(bool(volumes)), params).first()
+            postgres = self._engine.dialect.name == "postgresql"
+            row = conn.execute(_claim_statement(postgres, bool(volumes)), params).first()
             if row is not None:
                 conn.execute(
                     update(accounts).where(accounts.c.id == row.account_id).values(last_claimed=now)
                 )
             return row
-
-    def _claim_statement(self, by_volume: bool) -> Any:
-        # Built once with bound parameters: SQLAlchemy then reuses the statement's cache key
-        # and compiled form, which would otherwise cost more than running it on SQLite.
-        statement = self._claim_statements.get(by_volume)
-        if statement is None:
-            postgres = self._engine.dialect.name == "postgresql"
-            statement = _claim_statement(postgres, by_volume)
-            self._claim_statements[by_volume] = statement
-        return statement
 
     def _transition(
         self,

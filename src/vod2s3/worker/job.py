@@ -149,8 +149,13 @@ def _stored(part: SentPart) -> StoredPart:
     return StoredPart(part.number, part.etag, part.checksum, part.length)
 
 
-def resume_state(ctx: JobContext, upload_id: int) -> MultipartProgress | None:
-    state = ctx.uploads.multipart_state(upload_id)
+def resume_state(ctx: JobContext, row: Any) -> MultipartProgress | None:
+    """What an earlier attempt recorded of the claimed row's multipart upload, if any."""
+    # The claimed row tells whether an earlier attempt recorded a multipart upload, and
+    # nobody else may change that while we hold the lease: most uploads skip the lookup.
+    if row.multipart_upload_id is None:
+        return None
+    state = patiently(ctx, row.id, lambda: ctx.uploads.multipart_state(row.id))
     if state is None:
         return None
     return MultipartProgress(
@@ -159,14 +164,6 @@ def resume_state(ctx: JobContext, upload_id: int) -> MultipartProgress | None:
         source_mtime_ns=state.source_mtime_ns,
         parts=tuple(SentPart(p.number, p.etag, p.checksum, p.size) for p in state.parts),
     )
-
-
-def _resume_state(ctx: JobContext, row: Any) -> MultipartProgress | None:
-    # The claimed row tells whether an earlier attempt recorded a multipart upload, and
-    # nobody else may change that while we hold the lease: most uploads skip the lookup.
-    if row.multipart_upload_id is None:
-        return None
-    return patiently(ctx, row.id, lambda: resume_state(ctx, row.id))
 
 
 def object_spec(row: Any) -> ObjectSpec:
@@ -264,7 +261,7 @@ def _send(ctx: JobContext, row: Any, account: Account, fd: int, size: int) -> No
                 tuning,
                 should_stop=lambda: lease.lost or ctx.shutting_down.is_set(),
                 journal=journal,
-                resume=_resume_state(ctx, row),
+                resume=resume_state(ctx, row),
                 budget=ctx.budget,
                 taken_over=row.attempts > 1,
             )

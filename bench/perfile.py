@@ -25,16 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from common import self_cpu
+from common import REPO, self_cpu
 from sqlalchemy import event
 
-REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.helpers import moto_server_process  # noqa: E402
-from tests.service import make_settings, running_service  # noqa: E402
+from tests.helpers import moto_server_process
+from tests.service import make_settings, running_service
 
-from vod2s3.config import Settings  # noqa: E402
+from vod2s3.config import Settings
 
 BUCKET = "perfile-bench"
 

@@ -883,6 +883,30 @@ def test_payload_signing_setting_over_plain_http(
     assert s3_client.get_object(Bucket=bucket, Key=KEY)["Body"].read() == data
 
 
+@pytest.mark.parametrize("tuning", [UploadTuning(), TINY_MULTIPART], ids=["put", "multipart"])
+def test_bodies_go_out_whole_without_waiting_for_100_continue(
+    target: S3Target, s3_client: Any, bucket: str, tmp_path: Path, tuning: UploadTuning
+) -> None:
+    """A stream body would be sent in 16 KiB blocks after an ``Expect: 100-continue`` round
+    trip (botocore's default for bytes); the uploader hands over the buffer it read."""
+    client = make_client(target)
+    bodies: list[tuple[str, type, str | None]] = []
+
+    def record(request: AWSPreparedRequest, event_name: str, **kwargs: Any) -> None:
+        bodies.append(
+            (event_name.rsplit(".", 1)[-1], type(request.body), request.headers.get("Expect"))
+        )
+
+    client.meta.events.register("before-send.s3.PutObject", record)
+    client.meta.events.register("before-send.s3.UploadPart", record)
+    data = os.urandom(64 * 1024)
+    send(client, target, write(tmp_path, data), spec(bucket), tuning)
+
+    operation = "PutObject" if tuning.multipart_threshold > len(data) else "UploadPart"
+    assert bodies == [(operation, bytes, None)]
+    assert s3_client.get_object(Bucket=bucket, Key=KEY)["Body"].read() == data
+
+
 def test_a_shared_part_budget_bounds_parts_across_concurrent_uploads(
     client: Any, target: S3Target, s3_client: Any, bucket: str, tmp_path: Path
 ) -> None:

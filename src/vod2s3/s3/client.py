@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
+from botocore.handlers import convert_body_to_file_like_object
 
 from vod2s3.s3.model import S3Target
 
@@ -53,10 +54,28 @@ def make_client(
     # Never boto3's default session: it is not safe to share across the worker's threads
     # while clients are being created.
     session = session or boto3.session.Session()
-    return session.client(
+    client = session.client(
         "s3",
         endpoint_url=target.endpoint_url or None,
         aws_access_key_id=target.access_key_id,
         aws_secret_access_key=target.secret_access_key,
         config=config,
     )
+    send_bodies_whole(client)
+    return client
+
+
+def send_bodies_whole(client: S3Client) -> None:
+    """Send PutObject and UploadPart bodies as the one buffer we read, not as a stream.
+
+    botocore wraps a ``bytes`` body in a BytesIO. A stream makes urllib3 send it in 16 KiB
+    blocks, a Python read and a send each (1,024 of them per 16 MiB part), and makes
+    botocore add ``Expect: 100-continue``, which waits a round trip for the server's
+    go-ahead before every body. Our bodies are already in memory, checksummed, and sent once
+    (the worker, not botocore, retries), so a stream buys nothing: without the wrapper the
+    body goes to the socket in one ``sendall``. Measured in docs/benchmarks.md.
+    """
+    for operation in ("PutObject", "UploadPart"):
+        client.meta.events.unregister(
+            f"before-parameter-build.s3.{operation}", convert_body_to_file_like_object
+        )

@@ -41,6 +41,7 @@ from vod2s3.s3 import (
     upload,
 )
 from vod2s3.s3.checksum import checksum
+from vod2s3.s3.client import HASHLIB_SIGNER
 
 MIB = 1024 * 1024
 # multipart_threshold = 1 makes even a tiny file a (one-part) multipart upload: cheap coverage
@@ -777,12 +778,19 @@ def as_user(s3_endpoint: str, key_id: str, secret: str) -> tuple[Any, S3Target]:
     return make_client(target), target
 
 
+@pytest.mark.parametrize("tuning", [UploadTuning(), TINY_MULTIPART], ids=["put", "multipart"])
 def test_allowed_user_can_upload(
-    iam_keys: dict[str, tuple[str, str]], s3_endpoint: str, bucket: str, tmp_path: Path
+    iam_keys: dict[str, tuple[str, str]],
+    s3_endpoint: str,
+    bucket: str,
+    tmp_path: Path,
+    tuning: UploadTuning,
 ) -> None:
+    """moto checks the signatures here: over plain http the bodies are signed, by botocore's
+    own signer (see the next test), and must verify."""
     client, target = as_user(s3_endpoint, *iam_keys["writer"])
 
-    outcome = send(client, target, write(tmp_path, b"video"), spec(bucket), TINY_MULTIPART)
+    outcome = send(client, target, write(tmp_path, b"video"), spec(bucket), tuning)
 
     assert outcome.http_status == 200
 
@@ -905,6 +913,38 @@ def test_bodies_go_out_whole_without_waiting_for_100_continue(
     operation = "PutObject" if tuning.multipart_threshold > len(data) else "UploadPart"
     assert bodies == [(operation, bytes, None)]
     assert s3_client.get_object(Bucket=bucket, Key=KEY)["Body"].read() == data
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "mode", "signer"),
+    [
+        ("http://127.0.0.1:9", "auto", HASHLIB_SIGNER),
+        ("http://127.0.0.1:9", "on", HASHLIB_SIGNER),
+        ("http://127.0.0.1:9", "off", None),
+        ("", "auto", None),
+    ],
+)
+def test_signed_bodies_are_hashed_by_botocores_own_signer(
+    endpoint: str, mode: str, signer: str | None
+) -> None:
+    """awscrt's signer would read a signed body back through a Python stream in small
+    blocks; botocore's own hashes the buffer in one call. Bodiless operations keep awscrt's."""
+    client = make_client(S3Target("k", "s", "us-east-1", endpoint), payload_signing=mode)
+
+    def chosen(operation: str) -> str | None:
+        _handler, response = client.meta.events.emit_until_response(
+            f"choose-signer.s3.{operation}",
+            signing_name="s3",
+            region_name="us-east-1",
+            signature_version="s3v4",
+            context={},
+        )
+        return response
+
+    assert chosen("PutObject") == signer
+    assert chosen("UploadPart") == signer
+    assert chosen("CompleteMultipartUpload") is None
+    assert chosen("HeadObject") is None
 
 
 def test_a_shared_part_budget_bounds_parts_across_concurrent_uploads(

@@ -505,6 +505,74 @@ class Moto:
         self.service.stop()
 
 
+# vod2s3's uploader alone: the worker's s3.upload() with the service's settings (from the
+# environment, as `vod2s3 serve` reads them) and its concurrency, but no API, no database,
+# no worker loop. The difference to "vod2s3" is what the service around it costs.
+UPLOADER_SCRIPT = """\
+import os, sys
+from concurrent.futures import ThreadPoolExecutor
+from vod2s3.config import Settings
+from vod2s3.s3 import ObjectSpec, PartBudget, S3Target, UploadTuning, make_client, upload
+endpoint, bucket, pairs = sys.argv[1], sys.argv[2], sys.argv[3:]
+settings = Settings.from_env(os.environ)
+target = S3Target("testing", "testing", "us-east-1", endpoint)
+client = make_client(
+    target,
+    payload_signing=settings.payload_signing,
+    max_pool_connections=max(10, settings.worker_concurrency * settings.parts_in_flight),
+)
+tuning = UploadTuning(settings.multipart_threshold, settings.part_size, settings.parts_in_flight)
+budget = PartBudget(settings.parts_in_memory * settings.part_size)
+def send(path, key):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        spec = ObjectSpec(bucket, key, "private", {}, "video/mp4")
+        upload(client, target, fd, os.fstat(fd).st_size, spec, tuning, budget=budget)
+    finally:
+        os.close(fd)
+with ThreadPoolExecutor(settings.worker_concurrency) as pool:
+    for done in [pool.submit(send, p, k) for p, k in zip(pairs[0::2], pairs[1::2])]:
+        done.result()
+"""
+
+# awscrt's S3 client: the native (C) transfer client behind aws-cli's and s3transfer's CRT
+# mode, with the same part size, threshold and per-part CRC32C as vod2s3. It signs with
+# UNSIGNED-PAYLOAD. A reference for what a C sender costs, not a tool customers run.
+CRT_SCRIPT = """\
+import os, sys
+from urllib.parse import urlsplit
+from awscrt.auth import AwsCredentialsProvider
+from awscrt.http import HttpHeaders, HttpRequest
+from awscrt.io import ClientBootstrap, DefaultHostResolver, EventLoopGroup
+from awscrt.s3 import (S3ChecksumAlgorithm, S3ChecksumConfig, S3ChecksumLocation, S3Client,
+    S3RequestTlsMode, S3RequestType)
+endpoint, bucket, pairs = sys.argv[1], sys.argv[2], sys.argv[3:]
+loops = EventLoopGroup(2)
+client = S3Client(
+    bootstrap=ClientBootstrap(loops, DefaultHostResolver(loops)),
+    region="us-east-1",
+    credential_provider=AwsCredentialsProvider.new_static("testing", "testing"),
+    part_size=16 * 1024 * 1024,
+    multipart_upload_threshold=16 * 1024 * 1024,
+    tls_mode=S3RequestTlsMode.DISABLED,
+    memory_limit=1024 * 1024 * 1024,
+)
+checksum = S3ChecksumConfig(
+    algorithm=S3ChecksumAlgorithm.CRC32C, location=S3ChecksumLocation.HEADER
+)
+host = urlsplit(endpoint).netloc
+requests = []
+for path, key in zip(pairs[0::2], pairs[1::2]):
+    headers = HttpHeaders([("Host", host), ("Content-Length", str(os.path.getsize(path))),
+                           ("Content-Type", "video/mp4")])
+    requests.append(client.make_request(
+        type=S3RequestType.PUT_OBJECT, request=HttpRequest("PUT", f"/{bucket}/{key}", headers),
+        send_filepath=path, checksum_config=checksum))
+for request in requests:
+    request.finished_future.result()
+"""
+
+
 # -- vod2s3's client --------------------------------------------------------------------
 
 
@@ -654,6 +722,28 @@ def tool_boto3(ctx: Context, ds: Dataset, moto: Moto, rundir: Path, sample: Samp
     sample.extra["command"] = ["python", "-c", "<boto3 upload_file, 16 MiB parts, 8 threads>"]
 
 
+def tool_uploader(ctx: Context, ds: Dataset, moto: Moto, rundir: Path, sample: Sample) -> None:
+    pairs = [str(x) for pair in zip(ds.files(ctx.workdir), ds.keys, strict=True) for x in pair]
+    env = {**ctx.cli_env(), **ctx.vod2s3_env}
+    _cli_tool(
+        ctx,
+        [sys.executable, "-c", UPLOADER_SCRIPT, moto.url, BUCKET, *pairs],
+        env,
+        rundir,
+        moto,
+        sample,
+    )
+    sample.extra["command"] = ["python", "-c", "<vod2s3.s3.upload(), the service's settings>"]
+    sample.extra["env"] = ctx.vod2s3_env
+
+
+def tool_crt(ctx: Context, ds: Dataset, moto: Moto, rundir: Path, sample: Sample) -> None:
+    pairs = [str(x) for pair in zip(ds.files(ctx.workdir), ds.keys, strict=True) for x in pair]
+    args = [sys.executable, "-c", CRT_SCRIPT, moto.url, BUCKET, *pairs]
+    _cli_tool(ctx, args, ctx.cli_env(), rundir, moto, sample)
+    sample.extra["command"] = ["python", "-c", "<awscrt S3Client, 16 MiB parts, CRC32C>"]
+
+
 def tool_ceiling(ctx: Context, ds: Dataset, moto: Moto, rundir: Path, sample: Sample) -> None:
     """Raw unsigned PUTs, one after another over one connection: what moto ingests when
     the client costs next to nothing."""
@@ -801,6 +891,8 @@ TOOLS: dict[str, Tool] = {
     "rclone": tool_rclone,
     "boto3": tool_boto3,
     "ceiling": tool_ceiling,
+    "uploader": tool_uploader,
+    "crt": tool_crt,
 }
 
 
@@ -848,6 +940,9 @@ def fixed_costs(ctx: Context, tools: Sequence[str]) -> dict[str, dict[str, float
             ),
             "rclone": (["rclone", "lsf", f":s3:{BUCKET}", *ctx.rclone_flags(moto.url)], True),
             "boto3": ([sys.executable, "-c", BOTO3_SCRIPT, moto.url, BUCKET], False),
+            # No files: the interpreter, the imports and the client, no request.
+            "uploader": ([sys.executable, "-c", UPLOADER_SCRIPT, moto.url, BUCKET], False),
+            "crt": ([sys.executable, "-c", CRT_SCRIPT, moto.url, BUCKET], False),
         }
         for tool in tools:
             if tool not in commands:
@@ -976,7 +1071,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--datasets", default="1g,4g,200x5m", help="e.g. 1g,4g,200x5m,64m,20x5m")
-    parser.add_argument("--tools", default=",".join(ALL_TOOLS), help=",".join(ALL_TOOLS))
+    parser.add_argument(
+        "--tools",
+        default=",".join(ALL_TOOLS),
+        help=f"comma-separated, from {','.join(TOOLS)} (default {','.join(ALL_TOOLS)})",
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/vod2s3-bench"))
     parser.add_argument(
@@ -1016,7 +1115,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.tool_list = [t.strip() for t in args.tools.split(",") if t.strip()]
     for tool in args.tool_list:
         if tool not in TOOLS:
-            parser.error(f"unknown tool {tool!r}: choose from {', '.join(ALL_TOOLS)}")
+            parser.error(f"unknown tool {tool!r}: choose from {', '.join(TOOLS)}")
     extra: dict[str, str] = {}
     for item in args.vod2s3_env:
         key, sep, value = item.partition("=")
@@ -1106,7 +1205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         meta["rss_floor_kib"] = floor.maxrss_kib
         for ds in args.dataset_list:
             prepare(ds, workdir)
-        if not args.no_fixed_cost and {"awscli", "rclone", "boto3"} & set(args.tool_list):
+        if not args.no_fixed_cost and {"awscli", "rclone", "boto3", "uploader", "crt"} & set(
+            args.tool_list
+        ):
             log("measuring the peers' start-up cost")
             meta["fixed_cost"] = fixed_costs(ctx, args.tool_list)
         done = 0

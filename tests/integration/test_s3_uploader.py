@@ -40,6 +40,7 @@ from vod2s3.s3 import (
     make_client,
     upload,
 )
+from vod2s3.s3.body import PartBody
 from vod2s3.s3.checksum import checksum
 from vod2s3.s3.client import HASHLIB_SIGNER
 
@@ -892,11 +893,11 @@ def test_payload_signing_setting_over_plain_http(
 
 
 @pytest.mark.parametrize("tuning", [UploadTuning(), TINY_MULTIPART], ids=["put", "multipart"])
-def test_bodies_go_out_whole_without_waiting_for_100_continue(
+def test_bodies_go_out_in_large_writes_without_waiting_for_100_continue(
     target: S3Target, s3_client: Any, bucket: str, tmp_path: Path, tuning: UploadTuning
 ) -> None:
-    """A stream body would be sent in 16 KiB blocks after an ``Expect: 100-continue`` round
-    trip (botocore's default for bytes); the uploader hands over the buffer it read."""
+    """botocore would turn the bytes into a BytesIO that urllib3 sends 16 KiB at a time,
+    after an ``Expect: 100-continue`` round trip; the uploader hands over a PartBody."""
     client = make_client(target)
     bodies: list[tuple[str, type, str | None]] = []
 
@@ -911,8 +912,73 @@ def test_bodies_go_out_whole_without_waiting_for_100_continue(
     send(client, target, write(tmp_path, data), spec(bucket), tuning)
 
     operation = "PutObject" if tuning.multipart_threshold > len(data) else "UploadPart"
-    assert bodies == [(operation, bytes, None)]
+    assert bodies == [(operation, PartBody, None)]
     assert s3_client.get_object(Bucket=bucket, Key=KEY)["Body"].read() == data
+
+
+class SlowEndpoint:
+    """An HTTP endpoint on loopback that takes request bodies at ``rate`` bytes a second
+    (through a small receive buffer) and answers 200 with an ETag."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.expect_headers = 0
+        self.received: list[int] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            with connection:
+                self._answer(connection)
+
+    def _answer(self, connection: socket.socket) -> None:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        stream = connection.makefile("rb")
+        length = 0
+        while (line := stream.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            if name.lower() == "expect":
+                self.expect_headers += 1
+                connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        got = 0
+        while got < length:
+            chunk = stream.read1(min(64 * 1024, length - got))
+            if not chunk:
+                return
+            got += len(chunk)
+            time.sleep(len(chunk) / self.rate)
+        self.received.append(got)
+        connection.sendall(
+            b'HTTP/1.1 200 OK\r\nETag: "slow"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'
+        )
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_slow_link_that_keeps_taking_bytes_is_not_timed_out(tmp_path: Path) -> None:
+    """urllib3 sends a body under the connect timeout, and Python bounds a whole sendall by
+    it: a 12 MiB body in one write would have to arrive within that timeout. Each write of
+    a PartBody has the timeout to itself, as botocore's 16 KiB writes had."""
+    slow = SlowEndpoint(rate=6 * MIB)  # 12 MiB takes about 2 s; the timeout is 1 s
+    target = S3Target("testing", "testing", "us-east-1", slow.url)
+    try:
+        client = make_client(target, connect_timeout=1, read_timeout=10, payload_signing="off")
+        outcome = send(client, target, write(tmp_path, os.urandom(12 * MIB)), spec("videos"))
+    finally:
+        slow.close()
+
+    assert outcome.http_status == 200
+    assert slow.received == [12 * MIB]
+    assert slow.expect_headers == 0
 
 
 @pytest.mark.parametrize(

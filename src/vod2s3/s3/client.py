@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import boto3
 import botocore.auth
 from botocore.config import Config
-from botocore.handlers import convert_body_to_file_like_object
+from botocore.handlers import add_expect_header
 
 from vod2s3.s3.model import S3Target
 
@@ -68,26 +68,22 @@ def make_client(
         aws_secret_access_key=target.secret_access_key,
         config=config,
     )
-    send_bodies_whole(client)
+    skip_expect_continue(client)
     if sign_payload:
         sign_bodies_with_hashlib(client)
     return client
 
 
-def send_bodies_whole(client: S3Client) -> None:
-    """Send PutObject and UploadPart bodies as the one buffer we read, not as a stream.
+def skip_expect_continue(client: S3Client) -> None:
+    """Send request bodies without ``Expect: 100-continue`` first.
 
-    botocore wraps a ``bytes`` body in a BytesIO. A stream makes urllib3 send it in 16 KiB
-    blocks, a Python read and a send each (1,024 of them per 16 MiB part), and makes
-    botocore add ``Expect: 100-continue``, which waits a round trip for the server's
-    go-ahead before every body. Our bodies are already in memory, checksummed, and sent once
-    (the worker, not botocore, retries), so a stream buys nothing: without the wrapper the
-    body goes to the socket in one ``sendall``. Measured in docs/benchmarks.md.
+    botocore adds the header to every PUT or POST whose body is a stream, and then waits a
+    round trip for the server's go-ahead before sending the body. Our bodies are parts
+    already in memory (s3/body.py), and the worker, not botocore, retries: the handshake
+    would only save sending one part to a request S3 refuses (a wrong key, a missing
+    bucket), which ends the upload anyway, at the cost of a round trip on every request.
     """
-    for operation in BODY_OPERATIONS:
-        client.meta.events.unregister(
-            f"before-parameter-build.s3.{operation}", convert_body_to_file_like_object
-        )
+    client.meta.events.unregister("before-call.s3", add_expect_header)
 
 
 def sign_bodies_with_hashlib(client: S3Client) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vod2s3.s3.abort import abort_strays, abort_upload
+from vod2s3.s3.body import part_body
 from vod2s3.s3.budget import PartBudget, unlimited
 from vod2s3.s3.checksum import ALGORITHM, checksum
 from vod2s3.s3.classify import classify
@@ -47,7 +48,7 @@ class _Upload:
             Key=self.spec.key,
             UploadId=self.upload_id,
             PartNumber=part.number,
-            Body=data,
+            Body=part_body(data),
             ChecksumAlgorithm=ALGORITHM,
             ChecksumCRC32C=value,
             **payer_params(self.spec),

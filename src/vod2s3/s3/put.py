@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from vod2s3.s3.body import part_body
 from vod2s3.s3.checksum import ALGORITHM, checksum
 from vod2s3.s3.model import ObjectSpec
 from vod2s3.s3.params import object_params
@@ -21,6 +22,9 @@ def put_object(
     body = source.read(0, size)
     value = checksum(body)
     response = client.put_object(
-        **object_params(spec), Body=body, ChecksumAlgorithm=ALGORITHM, ChecksumCRC32C=value
+        **object_params(spec),
+        Body=part_body(body),
+        ChecksumAlgorithm=ALGORITHM,
+        ChecksumCRC32C=value,
     )
     return response, value

@@ -22,6 +22,8 @@ def test_a_small_read_returns_a_whole_send_block() -> None:
 
     assert bytes(first) == DATA[:SEND_BLOCK]
     assert body.tell() == SEND_BLOCK
+    assert body.read(0) == b""
+    assert body.tell() == SEND_BLOCK
 
 
 def test_reads_in_any_sizes_give_back_exactly_the_bytes() -> None:

@@ -18,8 +18,8 @@ SEND_BLOCK: Final = 1024 * 1024
 class PartBody(io.RawIOBase):
     """The bytes of one PutObject or UploadPart, already read and checksummed.
 
-    ``read(n)`` returns up to ``max(n, SEND_BLOCK)`` bytes: urllib3 sends whatever one read
-    returns as one write, and this is how a write gets larger than urllib3's 16 KiB.
+    ``read(n)`` with n > 0 returns up to ``max(n, SEND_BLOCK)`` bytes: urllib3 sends what
+    one read returns as one write, and this is how a write gets larger than its 16 KiB.
     ``readinto`` keeps the usual contract, for readers that hand over a buffer (awscrt).
     The bytes are never copied: reads return views of them.
     """
@@ -49,8 +49,10 @@ class PartBody(io.RawIOBase):
         return position
 
     def read(self, size: int | None = -1) -> bytes:
+        if size == 0:
+            return b""
         end = len(self._view)
-        if size is not None and size >= 0:
+        if size is not None and size > 0:
             end = min(end, self._position + max(size, SEND_BLOCK))
         start, self._position = self._position, max(self._position, end)
         # A view, typed as bytes: urllib3, http.client and hashlib take any buffer.

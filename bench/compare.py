@@ -715,15 +715,20 @@ def tool_rclone(ctx: Context, ds: Dataset, moto: Moto, rundir: Path, sample: Sam
     _cli_tool(ctx, args, ctx.cli_env(rclone=True), rundir, moto, sample)
 
 
+def file_key_pairs(ctx: Context, ds: Dataset) -> list[str]:
+    """The dataset as the arguments the script tools take: path, key, path, key, ..."""
+    return [str(x) for pair in zip(ds.files(ctx.workdir), ds.keys, strict=True) for x in pair]
+
+
 def tool_boto3(ctx: Context, ds: Dataset, moto: Moto, rundir: Path, sample: Sample) -> None:
-    pairs = [str(x) for pair in zip(ds.files(ctx.workdir), ds.keys, strict=True) for x in pair]
+    pairs = file_key_pairs(ctx, ds)
     args = [sys.executable, "-c", BOTO3_SCRIPT, moto.url, BUCKET, *pairs]
     _cli_tool(ctx, args, ctx.cli_env(), rundir, moto, sample)
     sample.extra["command"] = ["python", "-c", "<boto3 upload_file, 16 MiB parts, 8 threads>"]
 
 
 def tool_uploader(ctx: Context, ds: Dataset, moto: Moto, rundir: Path, sample: Sample) -> None:
-    pairs = [str(x) for pair in zip(ds.files(ctx.workdir), ds.keys, strict=True) for x in pair]
+    pairs = file_key_pairs(ctx, ds)
     env = {**ctx.cli_env(), **ctx.vod2s3_env}
     _cli_tool(
         ctx,
@@ -738,7 +743,7 @@ def tool_uploader(ctx: Context, ds: Dataset, moto: Moto, rundir: Path, sample: S
 
 
 def tool_crt(ctx: Context, ds: Dataset, moto: Moto, rundir: Path, sample: Sample) -> None:
-    pairs = [str(x) for pair in zip(ds.files(ctx.workdir), ds.keys, strict=True) for x in pair]
+    pairs = file_key_pairs(ctx, ds)
     args = [sys.executable, "-c", CRT_SCRIPT, moto.url, BUCKET, *pairs]
     _cli_tool(ctx, args, ctx.cli_env(), rundir, moto, sample)
     sample.extra["command"] = ["python", "-c", "<awscrt S3Client, 16 MiB parts, CRC32C>"]

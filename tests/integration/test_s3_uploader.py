@@ -994,7 +994,8 @@ def test_signed_bodies_are_hashed_by_botocores_own_signer(
     endpoint: str, mode: str, signer: str | None
 ) -> None:
     """awscrt's signer would read a signed body back through a Python stream in small
-    blocks; botocore's own hashes the buffer in one call. Bodiless operations keep awscrt's."""
+    blocks; botocore's own hashes it in 1 MiB hashlib updates. Bodiless operations keep
+    awscrt's."""
     client = make_client(S3Target("k", "s", "us-east-1", endpoint), payload_signing=mode)
 
     def chosen(operation: str) -> str | None:

@@ -91,10 +91,10 @@ def sign_bodies_with_hashlib(client: S3Client) -> None:
 
     With awscrt installed (we use it for CRC32C), botocore signs S3 requests with awscrt's
     signer, which hashes a signed body by reading it back through a Python stream, a
-    callback per small block. botocore's own signer hashes the whole buffer in one hashlib
-    call, which releases the GIL, so parts in flight hash on both cores at once. Same
-    signature, 0.2 CPU-s/GiB less (docs/benchmarks.md). Other operations carry no body and
-    keep awscrt's signer.
+    callback per small block. botocore's own signer reads it in 1 MiB views of the part's
+    buffer (s3/body.py) and hashes each with hashlib, which releases the GIL, so parts in
+    flight hash on both cores at once. Same signature, 0.2 CPU-s/GiB less
+    (docs/benchmarks.md). Other operations carry no body and keep awscrt's signer.
     """
 
     def choose(signature_version: str, **_kwargs: object) -> str | None:

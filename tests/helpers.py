@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
@@ -61,6 +62,18 @@ def moto_server_process(log_path: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def in_ci() -> bool:
+    """True under CI (``CI=true``), where every test's requirements must be met."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def missing_requirement(message: str) -> NoReturn:
+    """A test cannot run for want of ``message``: fails when CI=true, skips otherwise."""
+    if in_ci():
+        pytest.fail(f"{message} (required when CI=true)", pytrace=False)
+    pytest.skip(message)
 
 
 def php_binary() -> str:

@@ -1,4 +1,5 @@
-"""Limits that keep one client from exhausting the service, over real HTTP."""
+"""Limits that keep one client from exhausting the service, over real HTTP. The server runs
+on a FakeClock, so the rate limit refills when the test moves the clock, never by sleeping."""
 
 from __future__ import annotations
 
@@ -10,28 +11,40 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import FakeClock
 from tests.service import RunningService, make_settings, running_service
 from vod2s3.client import ClientError
 from vod2s3.jsonenc import php_json_encode
 
 
 @pytest.fixture
-def limited(tmp_path: Path, s3_endpoint: str) -> Iterator[RunningService]:
+def clock() -> FakeClock:
+    # Near the real time: the client signs each request with time.time().
+    return FakeClock(time.time())
+
+
+@pytest.fixture
+def limited(tmp_path: Path, s3_endpoint: str, clock: FakeClock) -> Iterator[RunningService]:
     settings = make_settings(
         tmp_path, rate_limit=2.0, rate_burst=5, max_queued_per_account=2, body_timeout=0.5
     )
-    with running_service(settings, s3_endpoint) as running:
+    with running_service(settings, s3_endpoint, clock=clock) as running:
         yield running
 
 
-def test_requests_over_the_rate_get_429_with_retry_after(limited: RunningService) -> None:
+def test_requests_over_the_rate_get_429_with_retry_after(
+    limited: RunningService, clock: FakeClock
+) -> None:
     busy = limited.client(limited.add_account(158, "jb"))
     calm = limited.client(limited.add_account(159, "other"))
     for _ in range(5):
         busy.status()
 
-    signed = busy.build_request("aws.status")
-    response = httpx.post(limited.url, data={"json": php_json_encode(signed)})
+    def over_the_rate() -> httpx.Response:
+        signed = busy.build_request("aws.status")
+        return httpx.post(limited.url, data={"json": php_json_encode(signed)})
+
+    response = over_the_rate()
 
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "1"
@@ -39,7 +52,9 @@ def test_requests_over_the_rate_get_429_with_retry_after(limited: RunningService
     assert body["status"] == "failure"
     assert "Too many requests" in body["message"]
     assert calm.status() == []  # another account is not held back
-    time.sleep(1.1)
+    clock.advance(0.25)  # half a token at 2 per second: still too soon
+    assert over_the_rate().status_code == 429
+    clock.advance(0.75)  # Retry-After's second has passed
     assert busy.status() == []
 
 
@@ -55,7 +70,7 @@ def test_queued_uploads_per_account_are_capped(limited: RunningService, bucket: 
     assert "2 uploads queued or running" in refused.value.message
     assert len(api.status()) == 2
     limited.drain()
-    time.sleep(1.0)  # a token for the rate limit too
+    # The fifth request, the last of the burst: refused only by the cap, now lifted.
     assert api.upload("sestore1/jb/c.mp4", bucket, "private")["state"] == "queued"
 
 

@@ -21,7 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import free_port
 from tests.service import RunningService, make_settings, running_service
+from vod2s3.client import Vod2s3Client
 from vod2s3.config import MiB
+from vod2s3.jsonenc import php_json_encode
 from vod2s3.metrics import Metrics
 
 VOD2S3 = Path(sys.executable).parent / "vod2s3"
@@ -66,8 +68,17 @@ def test_metrics_after_uploads_and_api_calls(
     assert httpx.post(service.url, json={"command": f"aws.{issued.api_key}"}).status_code == 400
     assert httpx.post(service.url, json={"command": ["aws.upload"]}).status_code == 400
     assert httpx.get(service.url).status_code == 405
-    # A signed request with the wrong secret: a known command, refused.
-    assert httpx.post(service.url, json={"command": "aws.status"}).status_code in (400, 401, 403)
+    # Known commands refused: counted under the command's name, with the refusal's status.
+    unsigned = {k: v for k, v in api.build_request("aws.status").items() if k != "signature"}
+    missing = httpx.post(service.url, data={"json": php_json_encode(unsigned)})
+    assert missing.status_code == 400
+    assert missing.json()["message"] == "Field 'signature' is required"
+    wrong = Vod2s3Client(service.url, issued.cdn, issued.api_key, "not-the-secret")
+    refused = httpx.post(
+        service.url, data={"json": php_json_encode(wrong.build_request("aws.status"))}
+    )
+    assert refused.status_code == 401
+    assert refused.json()["message"].startswith("Invalid api_key, cdn or signature")
 
     text, samples = scrape(f"{service.base_url}/metrics")
 
@@ -79,6 +90,8 @@ def test_metrics_after_uploads_and_api_calls(
     assert value(samples, "vod2s3_api_requests_total", command="aws.upload", status="200") == 3
     assert value(samples, "vod2s3_api_requests_total", command="aws.cancel", status="200") == 1
     assert value(samples, "vod2s3_api_requests_total", command="aws.status", status="200") == 2
+    assert value(samples, "vod2s3_api_requests_total", command="aws.status", status="400") == 1
+    assert value(samples, "vod2s3_api_requests_total", command="aws.status", status="401") == 1
     assert value(samples, "vod2s3_api_requests_total", command="unknown", status="400") == 2
     assert value(samples, "vod2s3_api_requests_total", command="unknown", status="405") == 1
     commands = {dict(labels).get("command") for name, labels in samples

@@ -1,38 +1,70 @@
-"""The per-account token bucket, with a hand-moved clock."""
+"""The per-account token bucket, on a FakeClock moved by hand: no test sleeps."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.helpers import FakeClock
 from vod2s3.api.ratelimit import RateLimiter
 from vod2s3.errors import RateLimited
 
 
-class Now:
-    def __init__(self) -> None:
-        self.value = 100.0
-
-    def __call__(self) -> float:
-        return self.value
-
-
 def test_burst_then_refill_at_the_rate() -> None:
-    now = Now()
-    limiter = RateLimiter(rate=2.0, burst=3, now=now)
+    clock = FakeClock()
+    limiter = RateLimiter(rate=2.0, burst=3, now=clock.unix)
     for _ in range(3):
         limiter.check(1)
     with pytest.raises(RateLimited) as limited:
         limiter.check(1)
     assert limited.value.retry_after == 1
     assert limited.value.http_status == 429
-    now.value += 0.5  # one token back
+    clock.advance(0.25)  # half a token: not yet
+    with pytest.raises(RateLimited):
+        limiter.check(1)
+    clock.advance(0.25)  # one token back
     limiter.check(1)
     with pytest.raises(RateLimited):
         limiter.check(1)
 
 
+def test_refill_stops_at_the_burst() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate=2.0, burst=3, now=clock.unix)
+    limiter.check(1)
+    clock.advance(3600)  # an idle hour earns a burst, not 7200 requests
+    for _ in range(3):
+        limiter.check(1)
+    with pytest.raises(RateLimited):
+        limiter.check(1)
+
+
+def test_retry_after_is_whole_seconds_rounded_up() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate=0.25, burst=1, now=clock.unix)
+    limiter.check(1)
+    clock.advance(1.0)  # a quarter of a token: three quarters to go, at 0.25 per second
+    with pytest.raises(RateLimited) as limited:
+        limiter.check(1)
+    assert limited.value.retry_after == 3
+    assert "retry after 3 s" in limited.value.message
+    clock.advance(3.0)
+    limiter.check(1)
+
+
+def test_a_clock_stepping_back_takes_no_tokens_away() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate=1.0, burst=2, now=clock.unix)
+    limiter.check(1)  # one token left
+    clock.advance(-3600)  # the wall clock is set back an hour
+    limiter.check(1)
+    with pytest.raises(RateLimited):
+        limiter.check(1)
+    clock.advance(1.0)  # and refills from there at the rate
+    limiter.check(1)
+
+
 def test_accounts_have_their_own_buckets() -> None:
-    limiter = RateLimiter(rate=1.0, burst=1, now=Now())
+    limiter = RateLimiter(rate=1.0, burst=1, now=FakeClock().unix)
     limiter.check(1)
     limiter.check(2)
     with pytest.raises(RateLimited):
@@ -40,6 +72,6 @@ def test_accounts_have_their_own_buckets() -> None:
 
 
 def test_zero_rate_means_no_limit() -> None:
-    limiter = RateLimiter(rate=0.0, burst=1, now=Now())
+    limiter = RateLimiter(rate=0.0, burst=1, now=FakeClock().unix)
     for _ in range(1000):
         limiter.check(1)

@@ -21,6 +21,10 @@ class _Bucket:
 
 
 class RateLimiter:
+    """``now`` gives seconds: the service passes its Clock's ``unix`` (tests, a FakeClock's).
+    It is wall-clock time, so a step back is taken as no time passing, not as negative
+    refill."""
+
     def __init__(self, rate: float, burst: int, now: Callable[[], float]) -> None:
         self._rate = rate
         self._burst = float(burst)
@@ -37,7 +41,8 @@ class RateLimiter:
             bucket = self._buckets.get(account_id)
             if bucket is None:
                 bucket = self._buckets[account_id] = _Bucket(self._burst, now)
-            bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
+            elapsed = max(0.0, now - bucket.updated)
+            bucket.tokens = min(self._burst, bucket.tokens + elapsed * self._rate)
             bucket.updated = now
             if bucket.tokens >= 1.0:
                 bucket.tokens -= 1.0

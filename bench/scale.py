@@ -3,7 +3,7 @@
 1,000,000 rows, against a bare Starlette/uvicorn endpoint as the ceiling.
 
     .venv/bin/python bench/scale.py claims [--rows 20000] [--accounts 50] [--claimers 1,4,16]
-        [--sqlite-claimers 1,4] [--duration 10]
+        [--idle-accounts 0] [--sqlite-claimers 1,4] [--duration 10]
     .venv/bin/python bench/scale.py status [--sizes 1000,1000000] [--accounts 1000]
         [--concurrency 1,8] [--duration 15]
 
@@ -62,9 +62,11 @@ from vod2s3.errors import DatabaseUnavailable
 from vod2s3.jsonenc import php_json_encode
 from vod2s3.store import migrate
 from vod2s3.store.db import make_engine
+from vod2s3.store.queue import LeaseQueue
+from vod2s3.store.records import RecordStore
 from vod2s3.store.schema import NEVER_CLAIMED
 from vod2s3.store.schema import accounts as accounts_table
-from vod2s3.store.uploads import UploadStore
+from vod2s3.store.sqltime import sql_time_for
 
 PAGE = 25  # aws.status's default limit
 LEASE = timedelta(minutes=10)  # longer than any run: no lease expires during a measurement
@@ -521,18 +523,18 @@ def claimer_main(pipe: Connection, url: str, index: int) -> None:
     """One claimer process: claim, then complete, as fast as it can within the window."""
     engine = make_engine(url)
     try:
-        store = UploadStore(engine, SystemClock())
+        queue = LeaseQueue(engine, sql_time_for(engine, SystemClock()), LEASE)
         owner = f"bench-{index}-{os.getpid()}"
         done = lost = 0
 
         def cycle() -> tuple[bool, float]:
             nonlocal done, lost
             t0 = time.monotonic()
-            row = store.claim(owner, LEASE)
+            row = queue.claim(index + 1, owner)
             claimed = time.monotonic() - t0
             if row is None:
                 return False, claimed
-            if store.complete(row.id, owner, {}, 200, "", 0):
+            if queue.complete(row.lease, {}, 200, "", 0) is not None:
                 done += 1
             else:
                 lost += 1
@@ -579,6 +581,7 @@ class ClaimSample:
     accounts: int
     claimers: int
     duration_s: float
+    idle_accounts: int = 0
     claims: int = 0
     claims_per_s: float = 0.0
     claim_p50_ms: float = 0.0
@@ -603,7 +606,7 @@ def measure_claims(
     args: argparse.Namespace,
     db: PgDatabase | None,
 ) -> ClaimSample:
-    sample = ClaimSample(backend, rows, accounts, claimers, args.duration)
+    sample = ClaimSample(backend, rows, accounts, claimers, args.duration, args.idle_accounts)
     completed_before = count_completed(url)
     with children(claimer_main, [(url, i) for i in range(claimers)]) as procs:
         for _proc, pipe in procs:
@@ -661,15 +664,15 @@ def count_completed(url: str) -> int:
 
 
 def claim_plan(engine: Engine, backend: str) -> list[str]:
-    """The claim statement UploadStore.claim sends, explained on the full queue (the one row
+    """The claim statement LeaseQueue.claim sends, explained on the full queue (the one row
     it claims to capture the statement is completed; the EXPLAIN itself is rolled back)."""
-    store = UploadStore(engine, SystemClock())
+    queue = LeaseQueue(engine, sql_time_for(engine, SystemClock()), LEASE)
     with captured_sql(engine) as seen:
-        row = store.claim("bench-explain", LEASE)
+        row = queue.claim(0, "bench-explain")
     if row is None:
         raise BenchError("the queue is empty")
-    store.complete(row.id, "bench-explain", {}, 200, "", 0)
-    statement, params = next((s, p) for s, p in seen if s.lstrip().upper().startswith("UPDATE"))
+    queue.complete(row.lease, {}, 200, "", 0)
+    statement, params = next((s, p) for s, p in seen if "UPDATE uploads" in s)
     if backend == "sqlite":
         return explain(engine, statement, params, "EXPLAIN QUERY PLAN")
     return explain(engine, statement, params, "EXPLAIN (ANALYZE, BUFFERS)")
@@ -690,12 +693,14 @@ def run_claims(args: argparse.Namespace, meta: dict[str, Any], save: Callable[[]
                 continue
             db: PgDatabase | None = None
             if backend == "postgresql":
-                prepare = functools.partial(prepare_claims_db, args.admin_url, args.accounts)
+                prepare = functools.partial(
+                    prepare_claims_db, args.admin_url, args.accounts, args.idle_accounts
+                )
                 db = retrying("creating the database", args.retries, prepare, args.admin_url)
                 url = db.url
             else:
                 url = f"sqlite:///{tmp / 'claims.db'}"
-                prepare_schema(url, args.accounts)
+                prepare_schema(url, args.accounts, args.idle_accounts)
             engine = make_engine(url)
             try:
                 for rows in args.row_list:
@@ -707,7 +712,9 @@ def run_claims(args: argparse.Namespace, meta: dict[str, Any], save: Callable[[]
                         try:
                             sample = retrying("measuring", args.retries, level, args.admin_url)
                         except (BenchError, *DB_ERRORS) as error:
-                            sample = ClaimSample(backend, rows, args.accounts, claimers, 0)
+                            sample = ClaimSample(
+                                backend, rows, args.accounts, claimers, 0, args.idle_accounts
+                            )
                             sample.error = first_line(error)
                         samples.append(sample)
                         save()
@@ -727,20 +734,52 @@ def run_claims(args: argparse.Namespace, meta: dict[str, Any], save: Callable[[]
     return 1 if bad else 0
 
 
-def prepare_schema(url: str, accounts: int) -> None:
-    """The schema and `accounts` accounts in an empty database."""
+def prepare_schema(url: str, accounts: int, idle: int = 0) -> None:
+    """The schema, `accounts` accounts and `idle` more that never queue anything, in an empty
+    database."""
     engine = make_engine(url)
     try:
         migrate.upgrade(engine)
-        create_accounts(engine, SecretBox(Fernet.generate_key().decode()), accounts)
+        box = SecretBox(Fernet.generate_key().decode())
+        create_accounts(engine, box, accounts)
+        create_idle_accounts(engine, box, accounts + 1, idle)
     finally:
         engine.dispose()
 
 
-def prepare_claims_db(admin_url: str, accounts: int) -> PgDatabase:
+def create_idle_accounts(engine: Engine, box: SecretBox, first_cdn: int, count: int) -> None:
+    """``count`` accounts that never queue anything, in one statement (AccountStore.create
+    would take minutes for 10,000). They share one encrypted secret: nothing signs with
+    them. Never claimed, they sort first in the fair-turn order, as idle accounts do."""
+    if not count:
+        return
+    secret = box.encrypt("idle")
+    now = SystemClock().now()
+    rows = [
+        {
+            "cdn": cdn,
+            "storage_user": f"idle{cdn}",
+            "api_key": f"IDLE{cdn:028d}",
+            "secret_enc": secret,
+            "disabled": False,
+            "aws_access_key_id": "",
+            "aws_secret_access_key_enc": "",
+            "aws_region": "us-east-1",
+            "aws_endpoint_url": "",
+            "allowed_buckets": [],
+            "created": now,
+            "last_claimed": NEVER_CLAIMED,
+        }
+        for cdn in range(first_cdn, first_cdn + count)
+    ]
+    with engine.begin() as conn:
+        conn.execute(accounts_table.insert(), rows)
+
+
+def prepare_claims_db(admin_url: str, accounts: int, idle: int = 0) -> PgDatabase:
     db = PgDatabase(admin_url, f"vod2s3_bench_claims_{os.getpid()}")
     try:
-        prepare_schema(db.url, accounts)
+        prepare_schema(db.url, accounts, idle)
     except BaseException:
         db.drop()
         raise
@@ -998,9 +1037,9 @@ class QueryReport:
 
 
 def status_query_report(engine: Engine, rows: int, accounts: int, load_s: float) -> QueryReport:
-    """The SQL UploadStore.latest sends for the default aws.status, its plan on this table,
+    """The SQL RecordStore.latest sends for the default aws.status, its plan on this table,
     and how long latest() takes in-process (no HTTP) for random accounts."""
-    store = UploadStore(engine, SystemClock())
+    store = RecordStore(engine, sql_time_for(engine, SystemClock()))
     account = accounts // 2 + 1
     with captured_sql(engine) as seen:
         got = store.latest(account, PAGE, 0)
@@ -1254,7 +1293,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         dest="row_list",
         help="queued rows at the start of each window (comma-separated)",
     )
-    claims.add_argument("--accounts", type=int, default=50)
+    claims.add_argument("--accounts", type=int, default=50, help="accounts with queued work")
+    claims.add_argument(
+        "--idle-accounts",
+        type=int,
+        default=0,
+        help="more accounts that never queue anything (claims must not walk them)",
+    )
     claims.add_argument(
         "--claimers",
         type=int_list,

@@ -71,6 +71,7 @@ class Seen:
     parameters (last value wins, ``?uploads`` gives ``{"uploads": ""}``). ``part_number`` is the
     ``partNumber`` query parameter when present and numeric. ``body_bytes`` counts the request
     body after de-chunking. ``status`` is the status returned to the client (0 if dropped).
+    ``user_agent`` names the worker that sent it (``vod2s3-worker/<name>``).
     """
 
     method: str
@@ -80,6 +81,7 @@ class Seen:
     part_number: int | None
     body_bytes: int
     status: int
+    user_agent: str = ""
 
 
 def _neutral(name: str) -> bool:
@@ -258,6 +260,12 @@ class _Handler(BaseHTTPRequestHandler):
     # --- one request -------------------------------------------------------------------------
 
     def _proxy(self) -> None:
+        try:
+            self._proxy_one()
+        finally:
+            self.server.proxy._leave()
+
+    def _proxy_one(self) -> None:
         proxy = self.server.proxy
         seq = proxy._arrive()
         words = self.requestline.split()
@@ -280,7 +288,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         def record(status: int) -> None:
-            seen = Seen(self.command, path, query, operation, part_number, len(body), status)
+            seen = Seen(
+                self.command,
+                path,
+                query,
+                operation,
+                part_number,
+                len(body),
+                status,
+                self.headers.get("User-Agent", ""),
+            )
             proxy._record(seq, seen)
 
         rule = proxy._match(operation, part_number)
@@ -440,6 +457,7 @@ class FaultProxy:
         self._rules: list[_Armed] = []
         self._seen: list[tuple[int, Seen]] = []
         self._arrivals = 0
+        self._handling = 0
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -550,7 +568,17 @@ class FaultProxy:
     def _arrive(self) -> int:
         with self._lock:
             self._arrivals += 1
+            self._handling += 1
             return self._arrivals
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._handling -= 1
+
+    def in_flight(self) -> int:
+        """Requests that arrived and are not yet answered, dropped or abandoned."""
+        with self._lock:
+            return self._handling
 
     def _record(self, seq: int, seen: Seen) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 from cryptography.fernet import Fernet
+from sqlalchemy import select
 
 from tests.helpers import free_port
 from vod2s3.accounts import IssuedCredentials
@@ -22,6 +23,7 @@ from vod2s3.clock import Clock
 from vod2s3.config import MiB, Settings
 from vod2s3.runtime import Runtime
 from vod2s3.store import migrate
+from vod2s3.store.schema import upload_parts, uploads
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -74,16 +76,31 @@ class RunningService:
         target.write_bytes(data)
         return path
 
+    def stored_multipart(self, upload_id: int) -> tuple[str | None, set[int]]:
+        """What the part journal holds for an upload: its multipart upload id (None when it
+        names none) and the numbers of the parts recorded."""
+        with self.runtime.engine.connect() as conn:
+            named = conn.execute(
+                select(uploads.c.multipart_upload_id).where(uploads.c.id == upload_id)
+            ).scalar_one()
+            numbers = conn.execute(
+                select(upload_parts.c.part_number).where(upload_parts.c.upload_id == upload_id)
+            ).scalars()
+            return named, set(numbers)
+
     def drain(self, timeout: float = 120.0) -> int:
         """Run a worker in this thread until nothing is due; returns how many it ran."""
         worker = self.runtime.worker(concurrency=1)
-        worker.sweep()
-        ran = 0
-        deadline = time.monotonic() + timeout
-        while worker.run_one():
-            ran += 1
-            assert time.monotonic() < deadline, "worker did not drain the queue in time"
-        return ran
+        try:
+            worker.sweep()
+            ran = 0
+            deadline = time.monotonic() + timeout
+            while worker.run_one():
+                ran += 1
+                assert time.monotonic() < deadline, "worker did not drain the queue in time"
+            return ran
+        finally:
+            worker.close()
 
 
 @contextmanager

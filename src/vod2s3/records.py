@@ -6,6 +6,7 @@ from typing import Any
 
 from vod2s3.clock import format_timestamp
 from vod2s3.contract import RESULT_KEYS
+from vod2s3.store.rows import UploadRecord
 
 
 def progress_percent(state: str, bytes_uploaded: int, bytes_total: int) -> int:
@@ -16,16 +17,16 @@ def progress_percent(state: str, bytes_uploaded: int, bytes_total: int) -> int:
     return min(100, bytes_uploaded * 100 // bytes_total)
 
 
-def record_view(row: Any) -> dict[str, Any]:
+def record_view(row: UploadRecord) -> dict[str, Any]:
     """The original ScaleEngine fields first, with their original meanings and formats,
     then the fields vod2s3 adds."""
-    results = dict(row.results or {})
+    results = row.results
     return {
         "id": row.id,
         "cdn_id": row.cdn_id,
         "path": row.path,
         "destination_path": row.destination_path,
-        "metadata": dict(row.metadata or {}),
+        "metadata": dict(row.metadata),
         "acl": row.acl,
         "callback": row.callback,
         "message": row.message,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from vod2s3 import __version__
 from vod2s3.accounts import AccountStore
 from vod2s3.api.context import Services
 from vod2s3.api.ratelimit import RateLimiter
@@ -23,10 +23,16 @@ from vod2s3.metrics import Metrics
 from vod2s3.s3 import PartBudget
 from vod2s3.store.dashboard import DashboardQueries
 from vod2s3.store.db import make_engine
+from vod2s3.store.journal import PartJournal
 from vod2s3.store.outbox import CallbackOutbox
-from vod2s3.store.uploads import UploadStore
+from vod2s3.store.queue import LeaseQueue
+from vod2s3.store.records import RecordStore
+from vod2s3.store.sqltime import SqlTime, sql_time_for
+from vod2s3.store.workers import WorkerLock, WorkerRegistry
+from vod2s3.worker.accounts import AccountCache
 from vod2s3.worker.clients import ClientCache
 from vod2s3.worker.job import JobContext
+from vod2s3.worker.leases import LeaseKeeper
 from vod2s3.worker.loop import Worker, new_owner_id
 from vod2s3.worker.retry import RetryPolicy
 
@@ -49,6 +55,12 @@ class Runtime:
     def __post_init__(self) -> None:
         self.metrics.watch_queue(self.uploads.count_by_state)
 
+    @property
+    def time(self) -> SqlTime:
+        """The clock leases and schedules are compared with: the database server's on
+        PostgreSQL (docs/architecture.md)."""
+        return sql_time_for(self.engine, self.clock)
+
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         engine = make_engine(settings.database_url)
@@ -60,11 +72,27 @@ class Runtime:
         return AccountStore(self.engine, self.box, self.clock)
 
     @property
-    def uploads(self) -> UploadStore:
-        return UploadStore(self.engine, self.clock)
+    def uploads(self) -> RecordStore:
+        return RecordStore(self.engine, self.time)
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.lease_seconds)
+
+    @property
+    def queue(self) -> LeaseQueue:
+        return LeaseQueue(self.engine, self.time, self.lease)
+
+    @property
+    def journal(self) -> PartJournal:
+        return PartJournal(self.engine, self.time, self.lease)
+
+    @property
+    def workers(self) -> WorkerRegistry:
+        return WorkerRegistry(self.engine, self.time)
 
     def services(self, queued: Callable[[], None] | None = None) -> Services:
-        limiter = RateLimiter(self.settings.rate_limit, self.settings.rate_burst, time.monotonic)
+        limiter = RateLimiter(self.settings.rate_limit, self.settings.rate_burst, self.clock.unix)
         return Services(
             self.settings,
             self.accounts,
@@ -78,35 +106,43 @@ class Runtime:
         )
 
     def worker(self, concurrency: int | None = None, volumes: tuple[str, ...] = ()) -> Worker:
+        """A worker, registered (and on PostgreSQL holding its lock) from now on."""
         concurrency = concurrency or self.settings.worker_concurrency
         settings = self.settings
+        name = new_owner_id()
+        registry = self.workers
+        worker_id = registry.register(name, volumes, __version__)
+        lock = WorkerLock(self.engine, worker_id)
+        lock.hold()
+        queue = self.queue
         ctx = JobContext(
             settings=settings,
-            accounts=self.accounts,
-            uploads=self.uploads,
-            box=self.box,
-            clock=self.clock,
+            accounts=AccountCache(self.accounts, self.box),
+            queue=queue,
+            journal=self.journal,
             clients=ClientCache(
                 settings.s3_connect_timeout,
                 settings.s3_read_timeout,
                 settings.payload_signing,
                 pool_size=max(10, concurrency * settings.parts_in_flight),
+                user_agent_extra=f"vod2s3-worker/{name}",
             ),
             policy=RetryPolicy(
                 max_attempts=settings.max_attempts,
                 base_delay=settings.retry_base_delay,
                 max_delay=settings.retry_max_delay,
             ),
-            owner=new_owner_id(),
+            keeper=LeaseKeeper(queue, registry, worker_id, lock),
             shutting_down=threading.Event(),
             budget=PartBudget(settings.parts_in_memory * settings.part_size),
+            worker_name=name,
             metrics=self.metrics,
         )
-        return Worker(ctx, concurrency, volumes)
+        return Worker(ctx, registry, worker_id, lock, concurrency, volumes)
 
     @property
     def outbox(self) -> CallbackOutbox:
-        return CallbackOutbox(self.engine, self.clock)
+        return CallbackOutbox(self.engine, self.time)
 
     def deliverer(self, resolver: Resolver = system_resolver) -> Deliverer:
         settings = self.settings

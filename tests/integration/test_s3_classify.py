@@ -19,7 +19,7 @@ from botocore.exceptions import (
     UnknownServiceError,
 )
 
-from vod2s3.s3 import S3Failure, classify
+from vod2s3.s3 import AttemptFailure, classify
 
 
 def client_error(code: str, status: int, message: str = "", **extra: Any) -> ClientError:
@@ -55,7 +55,7 @@ def test_client_mistakes_are_permanent(code: str, status: int) -> None:
 
     assert failure.retryable is False
     assert failure.code == code
-    assert failure.http_status == status
+    assert failure.s3_status == status
     assert f"{code}: S3 says no" in failure.message
 
 
@@ -84,7 +84,7 @@ def test_passing_troubles_are_retryable(code: str, status: int) -> None:
 
     assert failure.retryable is True
     assert failure.code == code
-    assert failure.http_status == status
+    assert failure.s3_status == status
     assert code in failure.message
 
 
@@ -114,7 +114,7 @@ def test_acls_disabled_says_what_to_do_instead() -> None:
 
     assert failure.retryable is False
     assert failure.code == "AccessControlListNotSupported"
-    assert failure.http_status == 400
+    assert failure.s3_status == 400
     assert failure.message == (
         "Bucket 'B' has ACLs disabled (Object Ownership: Bucket owner enforced), so acl "
         "'public-read' cannot be applied. Upload with acl 'private' and grant read access with a "
@@ -158,7 +158,7 @@ def test_error_without_code_or_status_is_still_classified() -> None:
     failure = classify(ClientError({}, "PutObject"))
 
     assert failure.code == "Unknown"
-    assert failure.http_status == 0
+    assert failure.s3_status == 0
     assert failure.retryable is False
 
 
@@ -178,7 +178,7 @@ def test_network_trouble_is_retryable_without_a_status(exc: Exception, code: str
 
     assert failure.retryable is True
     assert failure.code == code
-    assert failure.http_status == 0
+    assert failure.s3_status == 0
     assert "will be retried" in failure.message
 
 
@@ -195,7 +195,7 @@ def test_client_side_configuration_problems_are_permanent(exc: Exception, code: 
 
     assert failure.retryable is False
     assert failure.code == code
-    assert failure.http_status == 0
+    assert failure.s3_status == 0
 
 
 def test_unreadable_source_is_permanent() -> None:
@@ -215,6 +215,6 @@ def test_unexpected_exception_is_reported_as_a_bug() -> None:
 
 
 def test_a_classified_failure_is_returned_as_it_is() -> None:
-    already = S3Failure(retryable=True, http_status=0, code="SourceChanged", message="changed")
+    already = AttemptFailure(retryable=True, s3_status=0, code="SourceChanged", message="changed")
 
     assert classify(already) is already

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from vod2s3.headers import decode_value, encode_value
-from vod2s3.s3 import S3Failure, S3Target, UploadTuning, object_url
+from vod2s3.s3 import AttemptFailure, S3Target, UploadTuning, object_url
 from vod2s3.s3.checksum import checksum, composite
 from vod2s3.s3.parts import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, part_size_for, plan_parts
 from vod2s3.s3.results import final_checksum
@@ -50,7 +50,7 @@ def test_part_size_grows_to_stay_within_ten_thousand_parts(size: int) -> None:
 
 
 def test_file_beyond_ten_thousand_largest_parts_is_refused_permanently() -> None:
-    with pytest.raises(S3Failure) as failure:
+    with pytest.raises(AttemptFailure) as failure:
         part_size_for(MAX_PARTS * MAX_PART_SIZE + 1, 16 * MIB)
 
     assert failure.value.code == "EntityTooLarge"

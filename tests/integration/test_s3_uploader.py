@@ -29,10 +29,10 @@ from tests.helpers import free_port
 from vod2s3.contract import RESULT_KEYS
 from vod2s3.headers import decode_value
 from vod2s3.s3 import (
+    AttemptFailure,
     MultipartProgress,
     ObjectSpec,
     PartBudget,
-    S3Failure,
     S3Target,
     SentPart,
     UploadOutcome,
@@ -191,7 +191,7 @@ def test_small_file_goes_up_in_one_put_with_its_options(
     assert outcome.results["Location"] == outcome.results["ObjectURL"] == url
     assert outcome.results["VersionId"] == ""
     assert outcome.results["ServerSideEncryption"] == ""
-    assert outcome.http_status == 200
+    assert outcome.s3_status == 200
     assert outcome.checksum == f"CRC32C:{crc32c(data)}"
     head = s3_client.head_object(Bucket=bucket, Key=KEY, ChecksumMode="ENABLED")
     assert head["ChecksumCRC32C"] == crc32c(data)
@@ -253,7 +253,7 @@ def test_large_file_goes_up_in_parallel_parts(
     assert outcome.results["ETag"].endswith('-4"')
     assert outcome.results["ETag"] == s3_client.head_object(Bucket=bucket, Key=KEY)["ETag"]
     assert list(outcome.results) == list(RESULT_KEYS)
-    assert outcome.http_status == 200
+    assert outcome.s3_status == 200
     assert sorted(confirmed) == [12345 + 2 * MIB, 5 * MIB, 5 * MIB, 5 * MIB]
     assert sum(confirmed) == len(data)
     assert 1 < on_the_wire.most <= MULTIPART.parts_in_flight
@@ -344,12 +344,12 @@ def test_public_read_on_a_bucket_without_acls_fails_with_advice(
     emulate_acls_disabled(client)
     object_spec = spec(owner_enforced_bucket, acl="public-read")
 
-    with pytest.raises(S3Failure) as failure:
+    with pytest.raises(AttemptFailure) as failure:
         send(client, target, write(tmp_path, b"video"), object_spec, tuning)
 
     assert failure.value.retryable is False
     assert failure.value.code == "AccessControlListNotSupported"
-    assert failure.value.http_status == 400
+    assert failure.value.s3_status == 400
     assert failure.value.message == (
         "Bucket 'no-acls' has ACLs disabled (Object Ownership: Bucket owner enforced), so acl "
         "'public-read' cannot be applied. Upload with acl 'private' and grant read access with a "
@@ -406,12 +406,12 @@ def test_server_side_encryption_is_reported(
 def test_missing_bucket_is_a_permanent_404(
     client: Any, target: S3Target, tmp_path: Path, tuning: UploadTuning
 ) -> None:
-    with pytest.raises(S3Failure) as failure:
+    with pytest.raises(AttemptFailure) as failure:
         send(client, target, write(tmp_path, b"video"), spec("nope-bucket"), tuning)
 
     assert failure.value.retryable is False
     assert failure.value.code == "NoSuchBucket"
-    assert failure.value.http_status == 404
+    assert failure.value.s3_status == 404
     assert failure.value.message.startswith("Bucket 'nope-bucket' does not exist (NoSuchBucket")
 
 
@@ -445,16 +445,31 @@ class RecordingJournal:
         self.part_size = 0
         self.mtime_ns = 0
         self.parts: dict[int, SentPart] = {}
+        self.held = True  # False: the lease is gone, as the worker's journal would say
+        self.fences = 0
 
-    def started(self, upload_id: str, part_size: int, source_mtime_ns: int) -> None:
+    def started(self, upload_id: str, part_size: int, source_mtime_ns: int) -> bool:
+        if not self.held:
+            return False
         self.upload_id, self.part_size, self.mtime_ns = upload_id, part_size, source_mtime_ns
         self.parts = {}
+        return True
 
-    def resumed(self, kept: Sequence[SentPart]) -> None:
+    def resumed(self, kept: Sequence[SentPart]) -> bool:
+        if not self.held:
+            return False
         self.parts = {part.number: part for part in kept}
+        return True
 
-    def part_sent(self, part: SentPart) -> None:
+    def part_sent(self, part: SentPart) -> bool:
+        if not self.held:
+            return False
         self.parts[part.number] = part
+        return True
+
+    def fence(self) -> bool:
+        self.fences += 1
+        return self.held
 
     def progress(self) -> MultipartProgress:
         parts = tuple(sorted(self.parts.values(), key=lambda p: p.number))
@@ -487,12 +502,12 @@ def test_transient_part_failure_leaves_the_upload_to_resume(
         return s3_error(request, 503, "SlowDown", "Please reduce your request rate.")
 
     client.meta.events.register("before-send.s3.UploadPart", slow_down_part_two)
-    with pytest.raises(S3Failure) as failure:
+    with pytest.raises(AttemptFailure) as failure:
         send(client, target, path, spec(bucket), MULTIPART, journal=journal)
 
     assert failure.value.retryable is True
     assert failure.value.code == "SlowDown"
-    assert failure.value.http_status == 503
+    assert failure.value.s3_status == 503
     [still_open] = open_uploads(s3_client, bucket)
     assert still_open["UploadId"] == journal.upload_id
     assert 2 not in journal.parts
@@ -514,7 +529,7 @@ def test_resume_sends_only_parts_s3_does_not_hold(
     journal = RecordingJournal()
     tuning = UploadTuning(multipart_threshold=5 * MIB, part_size=5 * MIB, parts_in_flight=1)
 
-    with pytest.raises(S3Failure):
+    with pytest.raises(AttemptFailure):
         send(
             client,
             target,
@@ -554,7 +569,7 @@ def test_resume_of_a_changed_source_starts_over(
 ) -> None:
     path = write(tmp_path, os.urandom(12 * MIB))
     journal = RecordingJournal()
-    with pytest.raises(S3Failure):
+    with pytest.raises(AttemptFailure):
         send(
             client,
             target,
@@ -584,7 +599,7 @@ def test_resume_of_an_upload_s3_no_longer_has_starts_over(
     data = os.urandom(12 * MIB)
     path = write(tmp_path, data)
     journal = RecordingJournal()
-    with pytest.raises(S3Failure):
+    with pytest.raises(AttemptFailure):
         send(
             client,
             target,
@@ -616,12 +631,72 @@ def test_permanent_part_failure_aborts_the_multipart_upload(
 
     client.meta.events.register("before-send.s3.UploadPart", deny_part_two)
 
-    with pytest.raises(S3Failure) as failure:
+    with pytest.raises(AttemptFailure) as failure:
         send(client, target, write(tmp_path, os.urandom(12 * MIB)), spec(bucket), MULTIPART)
 
     assert failure.value.retryable is False
     assert failure.value.code == "AccessDenied"
     assert open_uploads(s3_client, bucket) == []
+
+
+def test_a_permanent_failure_after_the_lease_is_gone_aborts_nothing(
+    client: Any, target: S3Target, s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    """A worker that lost its lease (stalled past it) and then meets a permanent error must
+    not abort the multipart upload: it may be the new owner's by now."""
+    journal = RecordingJournal()
+
+    def lose_the_lease_then_deny(request: AWSPreparedRequest, **kwargs: Any) -> AWSResponse:
+        journal.held = False
+        return s3_error(request, 403, "AccessDenied", "Access Denied")
+
+    client.meta.events.register("before-send.s3.UploadPart", lose_the_lease_then_deny)
+    with pytest.raises(AttemptFailure) as failure:
+        send(
+            client,
+            target,
+            write(tmp_path, os.urandom(12 * MIB)),
+            spec(bucket),
+            MULTIPART,
+            journal=journal,
+        )
+
+    assert failure.value.code == "AccessDenied"
+    assert journal.fences >= 1  # asked before the abort, and told no
+    assert [u["UploadId"] for u in open_uploads(s3_client, bucket)] == [journal.upload_id]
+
+
+def test_a_lease_lost_before_completion_completes_nothing(
+    client: Any, target: S3Target, s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    journal = RecordingJournal()
+    tuning = UploadTuning(multipart_threshold=5 * MIB, part_size=5 * MIB, parts_in_flight=1)
+    completes: list[int] = []
+    parts_sent: list[int] = []
+
+    def lose_after_the_last_part(**kwargs: Any) -> None:
+        parts_sent.append(1)
+        if len(parts_sent) == 2:
+            journal.held = False
+
+    client.meta.events.register("after-call.s3.UploadPart", lose_after_the_last_part)
+    client.meta.events.register(
+        "before-send.s3.CompleteMultipartUpload", lambda **kwargs: completes.append(1)
+    )
+    with pytest.raises(AttemptFailure) as failure:
+        send(
+            client,
+            target,
+            write(tmp_path, os.urandom(10 * MIB)),
+            spec(bucket),
+            tuning,
+            journal=journal,
+        )
+
+    assert failure.value.code == "Stopped"
+    assert completes == []
+    assert len(open_uploads(s3_client, bucket)) == 1  # left as it was, for its holder
+    assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
 
 
 def test_stopping_leaves_the_upload_to_resume(
@@ -631,7 +706,7 @@ def test_stopping_leaves_the_upload_to_resume(
     journal = RecordingJournal()
     tuning = UploadTuning(multipart_threshold=5 * MIB, part_size=5 * MIB, parts_in_flight=1)
 
-    with pytest.raises(S3Failure) as failure:
+    with pytest.raises(AttemptFailure) as failure:
         send(
             client,
             target,
@@ -659,12 +734,12 @@ def test_source_truncated_mid_upload_starts_over(
     def truncate_after_first_part(n: int) -> None:
         os.truncate(path, 6 * MIB)
 
-    with pytest.raises(S3Failure) as failure:
+    with pytest.raises(AttemptFailure) as failure:
         send(client, target, path, spec(bucket), MULTIPART, progress=truncate_after_first_part)
 
     assert failure.value.code == "SourceChanged"
     assert failure.value.retryable is True
-    assert failure.value.http_status == 0
+    assert failure.value.s3_status == 0
     assert failure.value.message == (
         "The source file changed while it was being uploaded; the upload will start over"
     )
@@ -675,7 +750,7 @@ def test_source_truncated_mid_upload_starts_over(
 def test_size_other_than_the_files_is_a_source_change(
     client: Any, target: S3Target, s3_client: Any, bucket: str, tmp_path: Path
 ) -> None:
-    with pytest.raises(S3Failure) as failure:
+    with pytest.raises(AttemptFailure) as failure:
         send(client, target, write(tmp_path, b"grown"), spec(bucket), size=3)
 
     assert failure.value.code == "SourceChanged"
@@ -710,12 +785,12 @@ def test_callback_errors_come_back_unchanged_and_leave_the_upload(
 def test_unreachable_endpoint_is_a_retryable_connection_error(tmp_path: Path) -> None:
     target = S3Target("testing", "testing", "us-east-1", f"http://127.0.0.1:{free_port()}")
 
-    with pytest.raises(S3Failure) as failure:
+    with pytest.raises(AttemptFailure) as failure:
         send(make_client(target, connect_timeout=2), target, write(tmp_path, b"v"), spec("videos"))
 
     assert failure.value.retryable is True
     assert failure.value.code == "ConnectionError"
-    assert failure.value.http_status == 0
+    assert failure.value.s3_status == 0
 
 
 def test_silent_endpoint_is_a_retryable_timeout(tmp_path: Path) -> None:
@@ -728,7 +803,7 @@ def test_silent_endpoint_is_a_retryable_timeout(tmp_path: Path) -> None:
     target = S3Target("testing", "testing", "us-east-1", f"http://127.0.0.1:{port}")
     try:
         client = make_client(target, read_timeout=0.5)
-        with pytest.raises(S3Failure) as failure:
+        with pytest.raises(AttemptFailure) as failure:
             send(client, target, write(tmp_path, b"v"), spec("videos"))
     finally:
         for connection in accepted:
@@ -737,7 +812,7 @@ def test_silent_endpoint_is_a_retryable_timeout(tmp_path: Path) -> None:
 
     assert failure.value.retryable is True
     assert failure.value.code == "Timeout"
-    assert failure.value.http_status == 0
+    assert failure.value.s3_status == 0
 
 
 # --- credentials (moto checks them only with auth turned on) ---------------------------------
@@ -793,7 +868,7 @@ def test_allowed_user_can_upload(
 
     outcome = send(client, target, write(tmp_path, b"video"), spec(bucket), tuning)
 
-    assert outcome.http_status == 200
+    assert outcome.s3_status == 200
 
 
 @pytest.mark.parametrize("tuning", [UploadTuning(), TINY_MULTIPART], ids=["put", "multipart"])
@@ -806,12 +881,12 @@ def test_user_without_put_permission_gets_access_denied(
 ) -> None:
     client, target = as_user(s3_endpoint, *iam_keys["reader"])
 
-    with pytest.raises(S3Failure) as failure:
+    with pytest.raises(AttemptFailure) as failure:
         send(client, target, write(tmp_path, b"video"), spec(bucket), tuning)
 
     assert failure.value.retryable is False
     assert failure.value.code == "AccessDenied"
-    assert failure.value.http_status == 403
+    assert failure.value.s3_status == 403
     assert failure.value.message.startswith(
         "S3 refused access to bucket 'videos' (AccessDenied: Access Denied). Check that the "
         "account's AWS credentials may s3:PutObject on this bucket"
@@ -823,12 +898,12 @@ def test_unknown_access_key_is_permanent(
 ) -> None:
     client, target = as_user(s3_endpoint, "AKIAUNKNOWNKEY000000", "whatever-secret")
 
-    with pytest.raises(S3Failure) as failure:
+    with pytest.raises(AttemptFailure) as failure:
         send(client, target, write(tmp_path, b"video"), spec(bucket))
 
     assert failure.value.retryable is False
     assert failure.value.code == "InvalidAccessKeyId"
-    assert failure.value.http_status == 403
+    assert failure.value.s3_status == 403
 
 
 def test_wrong_secret_is_permanent_and_never_echoed(
@@ -837,12 +912,12 @@ def test_wrong_secret_is_permanent_and_never_echoed(
     wrong_secret = "wRoNgSeCrEt+0123456789abcdefghijklmnopqr"
     client, target = as_user(s3_endpoint, iam_keys["writer"][0], wrong_secret)
 
-    with pytest.raises(S3Failure) as failure:
+    with pytest.raises(AttemptFailure) as failure:
         send(client, target, write(tmp_path, b"video"), spec(bucket))
 
     assert failure.value.retryable is False
     assert failure.value.code == "SignatureDoesNotMatch"
-    assert failure.value.http_status == 403
+    assert failure.value.s3_status == 403
     assert wrong_secret not in failure.value.message
     assert wrong_secret not in repr(failure.value)
     assert wrong_secret not in repr(target)
@@ -976,7 +1051,7 @@ def test_a_slow_link_that_keeps_taking_bytes_is_not_timed_out(tmp_path: Path) ->
     finally:
         slow.close()
 
-    assert outcome.http_status == 200
+    assert outcome.s3_status == 200
     assert slow.received == [12 * MIB]
     assert slow.expect_headers == 0
 

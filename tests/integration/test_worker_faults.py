@@ -264,7 +264,7 @@ def test_slow_down_every_time_fails_after_max_attempts_and_aborts(
     assert h.proxy.count("CreateMultipartUpload") == 1
     assert h.proxy.count("AbortMultipartUpload") >= 1
     assert open_uploads(s3_client, h.bucket) == []
-    assert h.service.runtime.uploads.multipart_state(upload_id) is None
+    assert h.service.stored_multipart(upload_id) == (None, set())
 
 
 # --- what S3 says in headers reaches the record -----------------------------------------------
@@ -310,7 +310,7 @@ def test_source_changed_mid_upload_restarts_with_the_new_content(
 
     def rewrite_once_the_upload_began() -> None:
         deadline = time.monotonic() + 10
-        while h.service.runtime.uploads.multipart_state(upload_id) is None:
+        while h.service.stored_multipart(upload_id)[0] is None:
             if time.monotonic() > deadline:
                 return
             time.sleep(0.01)

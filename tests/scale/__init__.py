@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,11 +24,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import pytest
 from cryptography.fernet import Fernet
 
-from tests.databases import ADMIN_URL, HOW_TO_ENABLE
 from tests.helpers import free_port, wait_for_http
+from tests.pgcluster import PgCluster, throwaway_postgres
 from vod2s3.client import Vod2s3Client
 from vod2s3.config import MiB
 
@@ -42,72 +40,15 @@ FINAL = ("completed", "failed", "cancelled")
 # -- PostgreSQL --------------------------------------------------------------------------
 
 
-def _cluster_version() -> str:
-    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    if not versions:
-        pytest.skip("no Debian PostgreSQL cluster (/etc/postgresql) to restart")
-    return versions[-1]
-
-
-def pg_ctl(action: str, timeout: float = 60.0) -> float:
-    """``pg_ctlcluster <version> main <action>``; returns the seconds it took."""
-    began = time.monotonic()
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", _cluster_version(), "main", action],
-        check=True,
-        capture_output=True,
-        timeout=timeout,
-    )
-    return time.monotonic() - began
-
-
-def pg_ready() -> bool:
-    import psycopg
-
-    try:
-        psycopg.connect(ADMIN_URL, connect_timeout=2).close()
-    except psycopg.OperationalError:
-        return False
-    return True
-
-
-def ensure_pg_running(timeout: float = 30.0) -> None:
-    """Start the cluster again if a test left it stopped."""
-    if pg_ready():
-        return
-    with contextlib.suppress(subprocess.SubprocessError):
-        pg_ctl("start")
-    deadline = time.monotonic() + timeout
-    while not pg_ready():
-        assert time.monotonic() < deadline, "PostgreSQL did not come back"
-        time.sleep(0.2)
-
-
-def _admin(autocommit: bool = True) -> Any:
-    import psycopg
-
-    try:
-        return psycopg.connect(ADMIN_URL, autocommit=autocommit, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{HOW_TO_ENABLE} (required when CI=true): {error}")
-        pytest.skip(HOW_TO_ENABLE)
-
-
 @contextlib.contextmanager
-def restartable_postgres_database() -> Iterator[str]:
-    """Like ``tests.databases.postgres_database`` (fails when CI=true and PostgreSQL is
-    unreachable, skips otherwise), but it holds no admin connection while the test runs: the
-    server may be restarted in between. Yields the new database's URL; dropped afterwards."""
-    name = f"vod2s3_test_{uuid.uuid4().hex[:12]}"
-    with _admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        ensure_pg_running()
-        with _admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def restartable_postgres_database(keep_log: Path | None = None) -> Iterator[PgCluster]:
+    """A PostgreSQL cluster of the test's own (:mod:`tests.pgcluster`), which the test may
+    stop, start and restart without touching the machine's server on 127.0.0.1:5432 or the
+    tests using it. Its database's URL is ``.url``. Stopped and deleted afterwards; its
+    server log copied to ``keep_log``. Fails when CI=true and the PostgreSQL server binaries
+    are missing, skips otherwise."""
+    with throwaway_postgres(keep_log) as cluster:
+        yield cluster
 
 
 # -- source files ------------------------------------------------------------------------
@@ -266,7 +207,7 @@ class Fleet:
         proc = self._spawn(name, "worker", *args)
         deadline = time.monotonic() + 30
         while True:
-            found = re.search(r"worker (\S+) started", self.log(name))
+            found = re.search(r"worker (\S+) (?:\(id \d+\) )?started", self.log(name))
             if found:
                 return found.group(1)
             assert proc.poll() is None, f"{name} exited ({proc.returncode})\n{self.log(name)}"
@@ -308,7 +249,7 @@ _ENDED = {
     "completed": re.compile(r"upload (\d+) \(cdn \d+\): completed$"),
     "failed": re.compile(r"upload (\d+) \(cdn \d+\): failed: "),
     "released": re.compile(r"upload (\d+): released for another worker"),
-    "lease lost": re.compile(r"upload (\d+): lease lost"),
+    "lease lost": re.compile(r"upload (\d+): this worker's lease ended"),
     "error": re.compile(r"upload (\d+): unexpected error"),
     "abandoned": re.compile(r"upload (\d+): database unavailable; left for the next claim"),
     "requeued": re.compile(r"upload (\d+): \S+, retry in [\d.]+s$"),

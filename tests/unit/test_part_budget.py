@@ -8,7 +8,7 @@ import time
 import pytest
 
 from vod2s3.s3.budget import PartBudget
-from vod2s3.s3.failure import S3Failure
+from vod2s3.s3.failure import AttemptFailure
 
 MIB = 1024 * 1024
 
@@ -33,6 +33,6 @@ def test_small_buffers_share_the_room_of_one_big_one() -> None:
 def test_a_buffer_larger_than_the_budget_goes_alone() -> None:
     budget = PartBudget(8 * MIB)
     assert budget.take(20 * MIB, never) == 8 * MIB
-    with pytest.raises(S3Failure) as stopped:
+    with pytest.raises(AttemptFailure) as stopped:
         budget.take(1, lambda: True)
     assert stopped.value.code == "Stopped"

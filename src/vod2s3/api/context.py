@@ -13,14 +13,14 @@ from vod2s3.config import Settings
 from vod2s3.crypto import SecretBox
 from vod2s3.metrics import Metrics
 from vod2s3.store.dashboard import DashboardQueries
-from vod2s3.store.uploads import UploadStore
+from vod2s3.store.records import RecordStore
 
 
 @dataclass(frozen=True)
 class Services:
     settings: Settings
     accounts: AccountStore
-    uploads: UploadStore
+    uploads: RecordStore
     box: SecretBox
     clock: Clock
     limiter: RateLimiter

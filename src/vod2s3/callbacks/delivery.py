@@ -12,7 +12,6 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from vod2s3.accounts import AccountStore
 from vod2s3.callbacks.http import DeliveryResult, post
@@ -24,13 +23,14 @@ from vod2s3.crypto import SecretBox
 from vod2s3.errors import NotFound
 from vod2s3.metrics import Metrics
 from vod2s3.records import record_view
-from vod2s3.store.outbox import CallbackOutbox
-from vod2s3.store.uploads import UploadStore
+from vod2s3.store.outbox import CallbackOutbox, Delivery
+from vod2s3.store.records import RecordStore
+from vod2s3.store.rows import UploadRecord
 
 log = logging.getLogger("vod2s3.callbacks")
 
 
-def callback_body(upload_row: Any) -> str:
+def callback_body(upload_row: UploadRecord) -> str:
     """SPEC §5: the outcome in the API's own envelope shape, with the record as aws.status
     shows it."""
     record = record_view(upload_row)
@@ -41,7 +41,7 @@ def callback_body(upload_row: Any) -> str:
 @dataclass
 class Deliverer:
     outbox: CallbackOutbox
-    uploads: UploadStore
+    uploads: RecordStore
     accounts: AccountStore
     box: SecretBox
     clock: Clock
@@ -88,7 +88,7 @@ class Deliverer:
         self._record(row, result)
         return True
 
-    def _fix_body(self, row: Any) -> str | None:
+    def _fix_body(self, row: Delivery) -> str | None:
         upload_row = self.uploads.get_any(row.upload_id)
         if upload_row is None:
             return None
@@ -96,7 +96,7 @@ class Deliverer:
         self.outbox.fix_body(row.id, self.owner, body)
         return body
 
-    def _record(self, row: Any, result: DeliveryResult) -> None:
+    def _record(self, row: Delivery, result: DeliveryResult) -> None:
         extra = {"event": "callback", "upload_id": row.upload_id, "delivery_id": row.delivery_id}
         if result.delivered:
             self.outbox.delivered(row.id, self.owner, result.status)

@@ -4,18 +4,18 @@ from vod2s3.s3.abort import abort_upload
 from vod2s3.s3.budget import PartBudget
 from vod2s3.s3.classify import classify
 from vod2s3.s3.client import make_client
-from vod2s3.s3.failure import S3Failure
+from vod2s3.s3.failure import AttemptFailure
 from vod2s3.s3.journal import MultipartProgress, NoJournal, SentPart, UploadJournal
 from vod2s3.s3.model import ObjectSpec, S3Target, UploadOutcome, UploadTuning
 from vod2s3.s3.upload import upload
 from vod2s3.s3.urls import object_url
 
 __all__ = [
+    "AttemptFailure",
     "MultipartProgress",
     "NoJournal",
     "ObjectSpec",
     "PartBudget",
-    "S3Failure",
     "S3Target",
     "SentPart",
     "UploadJournal",

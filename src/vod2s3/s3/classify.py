@@ -1,4 +1,4 @@
-"""Turn anything the uploader can hit into an :class:`S3Failure`: retryable or not, and why.
+"""Turn anything the uploader can hit into an :class:`AttemptFailure`: retryable or not, and why.
 
 A pure mapping, so the worker's retry policy and the customer's message are decided in one
 place. Messages quote S3's own code and message (never request headers, which carry signatures)
@@ -25,7 +25,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from vod2s3.s3.failure import S3Failure
+from vod2s3.s3.failure import AttemptFailure
 
 _RETRY = "; the upload will be retried"
 
@@ -57,73 +57,73 @@ _CONNECTION_ERRORS = (
 )
 
 
-def classify(exc: BaseException, *, bucket: str = "") -> S3Failure:
-    """Map ``exc`` to an :class:`S3Failure`; ``bucket`` only makes the message more precise."""
-    if isinstance(exc, S3Failure):
+def classify(exc: BaseException, *, bucket: str = "") -> AttemptFailure:
+    """Map ``exc`` to an :class:`AttemptFailure`; ``bucket`` only makes the message more precise."""
+    if isinstance(exc, AttemptFailure):
         return exc
     if isinstance(exc, ClientError):
         return _from_client_error(exc, bucket)
     if isinstance(exc, BotoCoreError):
         return _from_botocore_error(exc)
     if isinstance(exc, OSError):
-        return S3Failure(
+        return AttemptFailure(
             retryable=False,
-            http_status=0,
+            s3_status=0,
             code="SourceUnreadable",
             message=f"The source file could not be read ({exc.strerror or exc}). "
             "Check that it exists and that the worker may read it",
         )
-    return S3Failure(
+    return AttemptFailure(
         retryable=False,
-        http_status=0,
+        s3_status=0,
         code="UploaderError",
         message=f"Unexpected error while uploading ({type(exc).__name__}: {exc}); "
         "this is a bug in vod2s3, please report it",
     )
 
 
-def _from_botocore_error(exc: BotoCoreError) -> S3Failure:
+def _from_botocore_error(exc: BotoCoreError) -> AttemptFailure:
     # Timeouts first: ConnectTimeoutError is also an EndpointConnectionError.
     if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError)):
-        return S3Failure(
+        return AttemptFailure(
             retryable=True,
-            http_status=0,
+            s3_status=0,
             code="Timeout",
             message=f"S3 did not answer in time ({exc}){_RETRY}",
         )
     if isinstance(exc, _CONNECTION_ERRORS):
-        return S3Failure(
+        return AttemptFailure(
             retryable=True,
-            http_status=0,
+            s3_status=0,
             code="ConnectionError",
             message=f"The connection to S3 failed ({exc}){_RETRY}",
         )
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-        return S3Failure(
+        return AttemptFailure(
             retryable=False,
-            http_status=0,
+            s3_status=0,
             code="NoCredentials",
             message="The account has no complete AWS credentials. "
             "Set them with 'vod2s3 accounts set-aws'",
         )
     if isinstance(exc, ParamValidationError):
-        return S3Failure(
+        return AttemptFailure(
             retryable=False,
-            http_status=0,
+            s3_status=0,
             code="ParamValidation",
             message=f"The upload's options are not valid for S3 ({exc})",
         )
     # The rest are configuration problems (missing dependency, unknown region...): trying
     # again would fail the same way.
-    return S3Failure(
+    return AttemptFailure(
         retryable=False,
-        http_status=0,
+        s3_status=0,
         code=type(exc).__name__,
         message=f"The S3 client could not send the upload ({exc})",
     )
 
 
-def _from_client_error(exc: ClientError, bucket: str) -> S3Failure:
+def _from_client_error(exc: ClientError, bucket: str) -> AttemptFailure:
     error: Mapping[str, Any] = exc.response.get("Error", {})
     meta: Mapping[str, Any] = exc.response.get("ResponseMetadata", {})
     code = str(error.get("Code") or "Unknown")
@@ -133,9 +133,9 @@ def _from_client_error(exc: ClientError, bucket: str) -> S3Failure:
     bucket = str(error.get("BucketName") or bucket)
     retryable = code in __RETRYABLE_CODES or status >= 500 or status == 429
     describe = _DESCRIBE.get(code) or _describe_by_family(code, retryable)
-    return S3Failure(
+    return AttemptFailure(
         retryable=retryable,
-        http_status=status,
+        s3_status=status,
         code=code,
         message=describe(_Context(bucket, detail, status, error)),
     )

@@ -29,6 +29,7 @@ def make_client(
     max_pool_connections: int = 10,
     payload_signing: str = "auto",
     session: boto3.session.Session | None = None,
+    user_agent_extra: str = "",
 ) -> S3Client:
     """A client that never retries on its own: the worker retries whole attempts, with backoff.
 
@@ -36,6 +37,8 @@ def make_client(
     discards and reopens connections. ``session``: a boto3 session to build the client in,
     which keeps the service model it loaded for the next client; the caller must not build
     two clients in one session at once (boto3 sessions are not thread-safe).
+    ``user_agent_extra`` is appended to the User-Agent: the worker names itself there, so
+    S3 access logs (and the tests' proxy) tell which worker sent a request.
     """
     over_tls = not target.endpoint_url or target.endpoint_url.lower().startswith("https:")
     sign_payload = payload_signing == "on" or (payload_signing == "auto" and not over_tls)
@@ -46,6 +49,7 @@ def make_client(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         max_pool_connections=max_pool_connections,
+        user_agent_extra=user_agent_extra or None,
         s3={
             # S3-compatible servers (MinIO, moto, Ceph) are usually reached by address, not
             # by per-bucket DNS names.

@@ -55,5 +55,5 @@ class UploadOutcome:
     """What S3 said: the record's ``results``, ``status`` and final checksum."""
 
     results: dict[str, str]
-    http_status: int
+    s3_status: int
     checksum: str

@@ -19,7 +19,7 @@ from vod2s3.s3.body import part_body
 from vod2s3.s3.budget import PartBudget, unlimited
 from vod2s3.s3.checksum import ALGORITHM, checksum
 from vod2s3.s3.classify import classify
-from vod2s3.s3.failure import S3Failure, stopped
+from vod2s3.s3.failure import AttemptFailure, stopped
 from vod2s3.s3.journal import MultipartProgress, SentPart, UploadJournal
 from vod2s3.s3.model import ObjectSpec, UploadTuning
 from vod2s3.s3.params import object_params, payer_params
@@ -38,9 +38,13 @@ class _Upload:
     upload_id: str
     source: SourceFile
     part_size: int
+    should_stop: Callable[[], bool]
 
     def send(self, part: Part) -> SentPart:
-        """Runs in a pool thread: read, checksum and send one part."""
+        """Runs in a pool thread: read, checksum and send one part — unless the attempt
+        was told to stop (its lease is gone) while the part waited for its turn."""
+        if self.should_stop():
+            raise stopped()
         data = self.source.read(part.offset, part.length)
         value = checksum(data)
         response = self.client.upload_part(
@@ -88,22 +92,26 @@ def upload_multipart(
     permanent error, a changed source) aborts it; any other failure leaves it for the next
     attempt to resume, and the journal holds what it needs.
     """
-    upload, done = _resume(client, spec, source, size, resume, journal)
+    upload, done = _resume(client, spec, source, size, resume, journal, should_stop)
     if upload is None:
         if taken_over:
+            _fenced(journal)
             abort_strays(client, spec, keep=None if resume is None else resume.upload_id)
         part_size = part_size_for(size, tuning.part_size)
         created = client.create_multipart_upload(
             **object_params(spec), ChecksumAlgorithm=ALGORITHM, ChecksumType="COMPOSITE"
         )
-        upload = _Upload(client, spec, created["UploadId"], source, part_size)
+        upload = _Upload(client, spec, created["UploadId"], source, part_size, should_stop)
+        # Not recorded (a lost lease, the database away): no attempt could ever resume it,
+        # and nobody else knows it, so it must not stay open.
         try:
-            journal.started(upload.upload_id, part_size, source.mtime_ns)
+            recorded = journal.started(upload.upload_id, part_size, source.mtime_ns)
         except Exception:
-            # Not recorded (a lost lease, the database away): no attempt could ever resume
-            # it, so it must not stay open.
             abort_upload(client, spec, upload.upload_id)
             raise
+        if not recorded:
+            abort_upload(client, spec, upload.upload_id)
+            raise stopped()
     if done:
         progress(sum(part.length for part in done))
     todo = [
@@ -123,19 +131,26 @@ def upload_multipart(
         if should_stop():
             raise stopped()
         parts = sorted([*done, *sent], key=lambda p: p.number)
+        _fenced(journal)
         return upload.complete(parts), parts
     except Exception as exc:
-        if _upload_id_is_useless(exc, spec):
+        if _upload_id_is_useless(exc, spec) and journal.fence():
             abort_upload(client, spec, upload.upload_id)
         raise
+
+
+def _fenced(journal: UploadJournal) -> None:
+    """Stop unless the journal confirms this attempt may still act on the upload."""
+    if not journal.fence():
+        raise stopped()
 
 
 def _upload_id_is_useless(exc: Exception, spec: ObjectSpec) -> bool:
     """Permanent S3 errors and a changed source end this multipart upload for good; transient
     errors, a stop, or the caller's own exception (a lost lease) leave it to be resumed."""
-    if not isinstance(exc, ClientError | BotoCoreError | S3Failure):
+    if not isinstance(exc, ClientError | BotoCoreError | AttemptFailure):
         return False
-    failure = exc if isinstance(exc, S3Failure) else classify(exc, bucket=spec.bucket)
+    failure = exc if isinstance(exc, AttemptFailure) else classify(exc, bucket=spec.bucket)
     return failure.code == "SourceChanged" or not failure.retryable
 
 
@@ -146,6 +161,7 @@ def _resume(
     size: int,
     resume: MultipartProgress | None,
     journal: UploadJournal,
+    should_stop: Callable[[], bool],
 ) -> tuple[_Upload | None, list[SentPart]]:
     """The earlier upload and the parts of it S3 really holds, or (None, []) to start over."""
     if resume is None:
@@ -157,6 +173,7 @@ def _resume(
     )
     if not usable:
         # Parts of a file that has changed since must never be stitched into the object.
+        _fenced(journal)
         abort_upload(client, spec, resume.upload_id)
         return None, []
     try:
@@ -166,8 +183,10 @@ def _resume(
             return None, []  # aborted or expired by a lifecycle rule: start over
         raise
     kept = [p for p in resume.parts if held.get(p.number) == (p.etag, p.length)]
-    journal.resumed(kept)
-    return _Upload(client, spec, resume.upload_id, source, resume.part_size), kept
+    if not journal.resumed(kept):
+        raise stopped()
+    upload = _Upload(client, spec, resume.upload_id, source, resume.part_size, should_stop)
+    return upload, kept
 
 
 def _list_parts(client: S3Client, spec: ObjectSpec, upload_id: str) -> dict[int, tuple[str, int]]:
@@ -279,5 +298,6 @@ def _report(
     journal: UploadJournal,
 ) -> None:
     sent.append(part)
-    journal.part_sent(part)
+    if not journal.part_sent(part):
+        raise stopped()
     progress(part.length)

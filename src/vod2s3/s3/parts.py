@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vod2s3.s3.failure import S3Failure
+from vod2s3.s3.failure import AttemptFailure
 from vod2s3.s3.model import MIB
 
 MIN_PART_SIZE = 5 * MIB
@@ -31,9 +31,9 @@ def part_size_for(size: int, minimum: int) -> int:
         needed = -(-size // MAX_PARTS)
         part_size = -(-needed // MIB) * MIB
     if part_size > MAX_PART_SIZE:
-        raise S3Failure(
+        raise AttemptFailure(
             retryable=False,
-            http_status=0,
+            s3_status=0,
             code="EntityTooLarge",
             message=f"The file is {size} bytes; one S3 object holds at most "
             f"{MAX_PARTS} parts of {MAX_PART_SIZE} bytes",

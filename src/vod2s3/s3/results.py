@@ -43,7 +43,7 @@ def reported_checksum(response: Mapping[str, Any]) -> tuple[str, str]:
     return "", ""
 
 
-def http_status(response: Mapping[str, Any]) -> int:
+def response_status(response: Mapping[str, Any]) -> int:
     return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 
 

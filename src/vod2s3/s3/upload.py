@@ -14,7 +14,7 @@ from vod2s3.s3.model import ObjectSpec, S3Target, UploadOutcome, UploadTuning
 from vod2s3.s3.multipart import upload_multipart
 from vod2s3.s3.parts import MAX_PUT_SIZE
 from vod2s3.s3.put import put_object
-from vod2s3.s3.results import build_results, final_checksum, http_status
+from vod2s3.s3.results import build_results, final_checksum, response_status
 from vod2s3.s3.source import SourceFile
 from vod2s3.s3.urls import object_url
 
@@ -39,16 +39,18 @@ def upload(
     budget: PartBudget | None = None,
     taken_over: bool = False,
 ) -> UploadOutcome:
-    """Upload ``size`` bytes of ``fd`` as ``spec``; raise :class:`S3Failure` on failure.
+    """Upload ``size`` bytes of ``fd`` as ``spec``; raise :class:`AttemptFailure` on failure.
 
     ``progress(n)`` is called on this thread with the bytes S3 has newly confirmed (after each
     part, or after the PutObject); ``should_stop()`` is polled before each part. Exceptions
     raised by these two callbacks are the caller's own and come back out unchanged (after the
     multipart upload is aborted).
 
-    ``journal`` hears about the multipart upload's id and each confirmed part, and ``resume``
-    is what an earlier attempt's journal recorded: see :mod:`vod2s3.s3.journal`. Exceptions
-    raised by the journal come back out unchanged too, and leave the upload to be resumed.
+    ``journal`` hears about the multipart upload's id and each confirmed part, and is asked
+    before every destructive or final action; ``resume`` is what an earlier attempt's
+    journal recorded: see :mod:`vod2s3.s3.journal`. A journal that answers False stops the
+    upload (a "Stopped" failure) without touching S3 state. Exceptions raised by the journal
+    come back out unchanged too, and leave the upload to be resumed.
     ``budget`` caps the part buffers this upload and others sharing it hold at once.
     ``taken_over``: an earlier attempt may have died between creating a multipart upload and
     recording it; before creating a new one, such strays of the same key are aborted.
@@ -92,7 +94,7 @@ def upload(
     url = object_url(target, spec.bucket, spec.key)
     return UploadOutcome(
         results=build_results(response, bucket=spec.bucket, key=spec.key, url=url),
-        http_status=http_status(response),
+        s3_status=response_status(response),
         checksum=checksum,
     )
 
@@ -112,6 +114,7 @@ class _CarriedJournal:
         self.started = _carried(journal.started)
         self.resumed = _carried(journal.resumed)
         self.part_sent = _carried(journal.part_sent)
+        self.fence = _carried(journal.fence)
 
 
 def _carried(callback: Callable[_P, _R]) -> Callable[_P, _R]:

@@ -17,8 +17,8 @@ from sqlalchemy import Engine, desc, select
 from vod2s3.clock import Clock
 from vod2s3.store.db import transaction
 from vod2s3.store.outbox import SUPERSEDED
+from vod2s3.store.records import counts_by_state
 from vod2s3.store.schema import callback_deliveries, uploads
-from vod2s3.store.uploads import counts_by_state
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 NEVER_CLAIMED = datetime(1970, 1, 1)
@@ -110,6 +111,13 @@ uploads = Table(
     Column("next_attempt_at", DateTime, nullable=False),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires", DateTime, nullable=True),
+    # The fencing token: a generation that every claim raises by one. A holder's writes and
+    # its checks before destructive S3 actions name the token it was given, so a worker
+    # that lost the upload (even to a later claim of its own) is refused.
+    Column("lease_token", BigInteger, nullable=False, default=0, server_default="0"),
+    # The worker (workers.id) holding the lease: a dead worker's uploads are taken over
+    # without waiting for their leases to run out.
+    Column("worker_id", Integer, nullable=True),
     # Resume state of a multipart upload: its id, the part size it was cut with, and the
     # source file's mtime when it began (a changed file cannot be resumed).
     Column("multipart_upload_id", Text, nullable=True),
@@ -129,39 +137,22 @@ uploads = Table(
         "next_attempt_at",
         "id",
     ),
-)
-
-# What a customer's record shows (records.record_view): aws.status reads only these, and
-# leaves the job's own columns (options, lease, multipart state) undecoded.
-RECORD_COLUMNS = tuple(
-    uploads.c[name]
-    for name in (
+    # Only accounts with queued uploads appear here, so the fair-turn claim walks the
+    # accounts that have work, however many idle ones exist.
+    Index(
+        "ix_uploads_queued_account_id",
+        "account_id",
+        "next_attempt_at",
         "id",
-        "cdn_id",
-        "path",
-        "destination_path",
-        "metadata",
-        "acl",
-        "callback",
-        "message",
-        "results",
-        "created",
-        "last_updated",
-        "status",
-        "bucket",
-        "state",
-        "attempts",
-        "bytes_total",
-        "bytes_uploaded",
-        "error_code",
-        "checksum",
-        "callback_state",
-        "callback_attempts",
-        "callback_status",
-        "callback_error",
-        "started",
-        "finished",
-    )
+        postgresql_where=text("state = 'queued'"),
+        sqlite_where=text("state = 'queued'"),
+    ),
+    Index(
+        "ix_uploads_uploading_worker_id",
+        "worker_id",
+        postgresql_where=text("state = 'uploading'"),
+        sqlite_where=text("state = 'uploading'"),
+    ),
 )
 
 # The parts of the current multipart upload that S3 has confirmed, written as each finishes,
@@ -201,4 +192,27 @@ callback_deliveries = Table(
     Column("updated", DateTime, nullable=False),
     CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
     Index("ix_callback_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+)
+
+# Every worker process that ever started: what it serves, and whether it is alive. On
+# PostgreSQL a live worker also holds a session advisory lock keyed on its id; a free lock
+# means its connection is gone, and its uploads are taken over at once.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    # The process's start time (clock ticks since boot, from /proc): a PID that a new
+    # process has reused does not look like the worker that had it.
+    Column("process_started", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("volumes", JSON, nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("started", DateTime, nullable=False),
+    Column("last_heartbeat", DateTime, nullable=False),
+    Column("stopped", DateTime, nullable=True),
+    # "stopped" (its own shutdown) or "dead" (found gone by another worker).
+    Column("stop_reason", String(32), nullable=False, default="", server_default=""),
+    Index("ix_workers_stopped", "stopped"),
 )

@@ -22,8 +22,14 @@ class ClientCache:
     account's client (a few ms)."""
 
     def __init__(
-        self, connect_timeout: float, read_timeout: float, payload_signing: str, pool_size: int
+        self,
+        connect_timeout: float,
+        read_timeout: float,
+        payload_signing: str,
+        pool_size: int,
+        user_agent_extra: str = "",
     ) -> None:
+        self._user_agent_extra = user_agent_extra
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._payload_signing = payload_signing
@@ -59,4 +65,5 @@ class ClientCache:
             payload_signing=self._payload_signing,
             max_pool_connections=self._pool_size,
             session=self._session,
+            user_agent_extra=self._user_agent_extra,
         )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import logging
 import os
 import socket
@@ -11,43 +9,55 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from vod2s3.errors import DatabaseUnavailable
+from vod2s3.store.rows import ClaimedUpload
+from vod2s3.store.workers import WorkerLock, WorkerRegistry
 from vod2s3.worker.job import JobContext, abort_cancelled, run_job
 
 log = logging.getLogger("vod2s3.worker")
 SWEEP_INTERVAL = 5.0  # seconds between sweeps for cancelled uploads' multipart uploads
+REAP_INTERVAL = 1.0  # seconds between looks for dead workers whose uploads to take over
 
 
 def new_owner_id() -> str:
-    # Short enough, with a claim's "/<n>", for the 64 characters of lease_owner.
-    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    # Fits the 64 characters of lease_owner and workers.name.
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class Worker:
-    def __init__(self, ctx: JobContext, concurrency: int, volumes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        ctx: JobContext,
+        registry: WorkerRegistry,
+        worker_id: int,
+        lock: WorkerLock,
+        concurrency: int,
+        volumes: tuple[str, ...] = (),
+    ) -> None:
         self._wakeup = threading.Event()
         self._ctx = ctx
+        self._registry = registry
+        self.worker_id = worker_id
+        self._lock = lock
         self._volumes = volumes
         self._slots = threading.BoundedSemaphore(concurrency)
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="upload")
-        self._claims = itertools.count(1)
+        self._next_reap = 0.0
 
     @property
     def stopping(self) -> threading.Event:
         return self._ctx.shutting_down
 
-    def claim_one(self) -> Any | None:
-        # Each claim leases the upload to an owner id of its own. A job still running after
-        # its lease expired (its heartbeats failed while the database was away) and the claim
-        # that took the upload over, even in this same worker, must not pass each other's
-        # guards.
-        owner = f"{self._ctx.owner}/{next(self._claims)}"
-        return self._ctx.uploads.claim(owner, self._ctx.lease, self._volumes)
+    @property
+    def name(self) -> str:
+        return self._ctx.worker_name
 
-    def _job(self, row: Any) -> None:
-        run_job(dataclasses.replace(self._ctx, owner=row.lease_owner), row)
+    def claim_one(self) -> tuple[ClaimedUpload, float] | None:
+        """Claim the next due upload; with the monotonic time the claim was asked at."""
+        asked_at = time.monotonic()
+        claimed = self._ctx.queue.claim(self.worker_id, self.name, self._volumes)
+        return None if claimed is None else (claimed, asked_at)
 
     def warm_up(self) -> None:
         """Load what the first upload would otherwise pay for (S3's service model)."""
@@ -55,17 +65,28 @@ class Worker:
 
     def sweep(self) -> int:
         """Abort the multipart uploads that cancelled uploads left behind; returns how many."""
-        rows = self._ctx.uploads.cancelled_with_multipart()
-        for row in rows:
-            abort_cancelled(self._ctx, row)
-        return len(rows)
+        abandoned = self._ctx.journal.abandoned()
+        for each in abandoned:
+            abort_cancelled(self._ctx, each)
+        return len(abandoned)
+
+    def reap(self) -> list[int]:
+        """Take over the uploads of workers that died; returns their ids."""
+        dead = self._registry.reap(self.worker_id)
+        for worker_id in dead:
+            log.warning(
+                "worker %s is gone; its uploads are taken over now",
+                worker_id,
+                extra={"event": "worker_dead", "dead_worker": worker_id},
+            )
+        return dead
 
     def run_one(self) -> bool:
         """Claim and run one upload in this thread; False if nothing was due."""
-        row = self.claim_one()
-        if row is None:
+        claim = self.claim_one()
+        if claim is None:
             return False
-        self._job(row)
+        run_job(self._ctx, *claim)
         return True
 
     @property
@@ -78,21 +99,39 @@ class Worker:
         interval = self._ctx.settings.poll_interval
         next_sweep = 0.0
         log.info(
-            "worker %s started (volumes: %s)", self._ctx.owner, ",".join(self._volumes) or "all"
+            "worker %s (id %s) started (volumes: %s)",
+            self.name,
+            self.worker_id,
+            ",".join(self._volumes) or "all",
         )
         self.warm_up()
+        keeper_stop = threading.Event()
+        keeper = threading.Thread(
+            target=self._ctx.keeper.run, args=(keeper_stop,), name="heartbeat", daemon=True
+        )
+        keeper.start()
+        try:
+            self._loop(interval, next_sweep)
+        finally:
+            self._pool.shutdown(wait=True)
+            keeper_stop.set()
+            keeper.join()
+            self.close()
+        log.info("worker %s stopped", self.name)
+
+    def _loop(self, interval: float, next_sweep: float) -> None:
         while not self.stopping.is_set():
             if not self._slots.acquire(timeout=interval):
                 continue
+            claim = None
             try:
-                row = self.claim_one()
+                self._reap_when_due()
+                claim = self.claim_one()
             except DatabaseUnavailable:
                 log.warning("database unavailable; worker pausing")
-                row = None
             except Exception:
                 log.exception("claim failed")
-                row = None
-            if row is None:
+            if claim is None:
                 self._slots.release()
                 next_sweep = self._sweep_when_due(next_sweep)
                 # Idle until the poll interval passes, or until this process's API queues
@@ -100,9 +139,21 @@ class Worker:
                 self.wakeup.wait(interval)
                 self.wakeup.clear()
                 continue
-            self._pool.submit(self._run_and_free, row)
-        self._pool.shutdown(wait=True)
-        log.info("worker %s stopped", self._ctx.owner)
+            self._pool.submit(self._run_and_free, *claim)
+
+    def close(self) -> None:
+        """Say this worker has stopped, and let go of its lock."""
+        try:
+            self._registry.stop(self.worker_id)
+        except DatabaseUnavailable:
+            log.warning("worker %s: could not record its stop (database unavailable)", self.name)
+        self._lock.release()
+
+    def _reap_when_due(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_reap:
+            self._next_reap = now + REAP_INTERVAL
+            self.reap()
 
     def _sweep_when_due(self, due: float) -> float:
         """Sweep at most every SWEEP_INTERVAL seconds, and only while idle."""
@@ -115,15 +166,15 @@ class Worker:
             log.warning("sweep of cancelled uploads failed", exc_info=True)
         return now + SWEEP_INTERVAL
 
-    def _run_and_free(self, row: Any) -> None:
+    def _run_and_free(self, claimed: ClaimedUpload, claimed_at: float) -> None:
         try:
-            self._job(row)
+            run_job(self._ctx, claimed, claimed_at)
         except DatabaseUnavailable:
             # It stayed away longer than the job waits: the lease expires and the next claim
             # resumes the upload.
-            log.warning("upload %s: database unavailable; left for the next claim", row.id)
+            log.warning("upload %s: database unavailable; left for the next claim", claimed.id)
         except Exception:
             # The lease will expire and the next claim retries it: nothing is lost.
-            log.exception("upload %s: unexpected error", row.id)
+            log.exception("upload %s: unexpected error", claimed.id)
         finally:
             self._slots.release()

@@ -11,7 +11,7 @@ from vod2s3.api.fields import one_of, optional_str, required_str
 from vod2s3.errors import BadRequest, Forbidden, RateLimited, Vod2s3Error
 from vod2s3.records import record_view
 from vod2s3.storage import resolve_source
-from vod2s3.store.uploads import NewUpload, TooManyActive
+from vod2s3.store.records import NewUpload, TooManyActive
 
 MESSAGE = "AWS Upload Queued"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Integer, String, bindparam, delete, func, select, update
+from sqlalchemy import Engine, Integer, String, Update, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from vod2s3.store.db import transaction
@@ -55,7 +55,7 @@ def _parts_total(*only: Any) -> Any:
 
 
 @functools.cache
-def _held_write(kind: TimeKind, progress: str) -> Any:
+def _held_write(kind: TimeKind, progress: str) -> Update:
     """A guarded update of the row that renews the lease. ``progress`` says how
     ``bytes_uploaded`` follows: "reset" (a new multipart upload), "kept" (the sum of the
     parts kept), "plus-part" (the sum of the other parts plus the one being recorded)."""
@@ -75,7 +75,7 @@ def _held_write(kind: TimeKind, progress: str) -> Any:
 
 
 @functools.cache
-def _held_read(kind: TimeKind) -> Any:
+def _held_read(kind: TimeKind) -> Update:
     return (
         update(uploads)
         .where(holder_guard(kind))

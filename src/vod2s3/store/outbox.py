@@ -15,11 +15,14 @@ from datetime import timedelta
 from typing import Any, Self
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
+    Insert,
     Integer,
     Row,
     String,
+    Update,
     and_,
     bindparam,
     insert,
@@ -67,7 +70,7 @@ _DELAY = "sql_delay"
 
 
 @functools.cache
-def _new_delivery(kind: TimeKind) -> Any:
+def _new_delivery(kind: TimeKind) -> Insert:
     now = now_sql(kind)
     return insert(callback_deliveries).values(
         body=None,
@@ -110,7 +113,7 @@ SUPERSEDED = "superseded by a later outcome of the upload"
 
 
 @functools.cache
-def _supersede(kind: TimeKind) -> Any:
+def _supersede(kind: TimeKind) -> Update:
     return (
         update(callback_deliveries)
         .where(
@@ -136,7 +139,7 @@ def supersede_callbacks(conn: Connection, time: SqlTime, upload_id: int) -> None
 
 
 @functools.cache
-def _claim(kind: TimeKind) -> Any:
+def _claim(kind: TimeKind) -> Update:
     now = now_sql(kind)
     due = and_(
         callback_deliveries.c.state == "pending",
@@ -167,7 +170,7 @@ def _claim(kind: TimeKind) -> Any:
     )
 
 
-def _held() -> Any:
+def _held() -> ColumnElement[bool]:
     return and_(
         callback_deliveries.c.id == _DELIVERY,
         callback_deliveries.c.state == "pending",
@@ -176,7 +179,7 @@ def _held() -> Any:
 
 
 @functools.cache
-def _record(kind: TimeKind, rescheduled: bool) -> Any:
+def _record(kind: TimeKind, rescheduled: bool) -> Update:
     values: dict[str, Any] = {
         "lease_owner": None,
         "lease_expires": None,

@@ -17,11 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     BindParameter,
     ColumnElement,
     Engine,
     Integer,
     String,
+    Update,
     and_,
     bindparam,
     delete,
@@ -115,7 +117,7 @@ def _claimable(kind: TimeKind, by_volume: bool) -> ColumnElement[bool]:
 
 
 @functools.cache
-def _claim(kind: TimeKind, postgres: bool, by_volume: bool) -> Any:
+def _claim(kind: TimeKind, postgres: bool, by_volume: bool) -> Update:
     """Built once per kind with bound parameters: SQLAlchemy then reuses the statement's
     cache key and compiled form, which would otherwise cost more than running it on SQLite."""
     now = now_sql(kind)
@@ -139,7 +141,7 @@ def _claim(kind: TimeKind, postgres: bool, by_volume: bool) -> Any:
     )
 
 
-def _busy_accounts() -> Any:
+def _busy_accounts() -> CTE:
     """The accounts that have queued uploads, found by skipping through the partial index
     of queued uploads (a loose index scan): one probe per busy account, none per idle one."""
     first = uploads.alias("first_queued")
@@ -163,7 +165,7 @@ def _busy_accounts() -> Any:
     return busy.union_all(select(step).where(busy.c.account_id.is_not(None)))
 
 
-def _candidate(kind: TimeKind, postgres: bool, by_volume: bool) -> Any:
+def _candidate(kind: TimeKind, postgres: bool, by_volume: bool) -> ColumnElement[Any]:
     """Which upload a claim takes, without sorting the queue: an expired or revoked lease
     first (few rows are uploading), else the busy accounts in round-robin order — the one
     whose last claim is oldest first — each asked for its oldest due upload through the
@@ -217,7 +219,7 @@ def _candidate(kind: TimeKind, postgres: bool, by_volume: bool) -> Any:
 
 
 @functools.cache
-def _turn_taken(kind: TimeKind) -> Any:
+def _turn_taken(kind: TimeKind) -> Update:
     return (
         update(accounts)
         .where(accounts.c.id == bindparam("turn_account", type_=Integer()))
@@ -229,7 +231,7 @@ def _turn_taken(kind: TimeKind) -> Any:
 
 
 @functools.cache
-def _renew_all(kind: TimeKind) -> Any:
+def _renew_all(kind: TimeKind) -> Update:
     now = now_sql(kind)
     return (
         update(uploads)
@@ -244,7 +246,7 @@ def _renew_all(kind: TimeKind) -> Any:
 
 
 @functools.cache
-def _fence(kind: TimeKind) -> Any:
+def _fence(kind: TimeKind) -> Update:
     return (
         update(uploads)
         .where(holder_guard(kind))
@@ -254,7 +256,7 @@ def _fence(kind: TimeKind) -> Any:
 
 
 @functools.cache
-def _end(kind: TimeKind, outcome: str) -> Any:
+def _end(kind: TimeKind, outcome: str) -> Update:
     """Complete, fail, requeue or release; the columns that vary come as parameters."""
     now = now_sql(kind)
     values: dict[str, Any] = {**_NO_LEASE, "last_updated": now}

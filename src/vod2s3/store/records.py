@@ -13,8 +13,10 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Insert,
     Integer,
     String,
+    Update,
     bindparam,
     desc,
     exc,
@@ -91,7 +93,7 @@ _LATEST_IN_STATE = _LATEST.where(uploads.c.state == _STATE)
 
 
 @functools.cache
-def _insert(kind: TimeKind) -> Any:
+def _insert(kind: TimeKind) -> Insert:
     now = now_sql(kind)
     return (
         insert(uploads)
@@ -115,7 +117,7 @@ def _insert(kind: TimeKind) -> Any:
 
 
 @functools.cache
-def _cancel(kind: TimeKind) -> Any:
+def _cancel(kind: TimeKind) -> Update:
     now = now_sql(kind)
     return (
         update(uploads)
@@ -139,7 +141,7 @@ def _cancel(kind: TimeKind) -> Any:
 
 
 @functools.cache
-def _retry(kind: TimeKind) -> Any:
+def _retry(kind: TimeKind) -> Update:
     now = now_sql(kind)
     return (
         update(uploads)

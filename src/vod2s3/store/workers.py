@@ -19,13 +19,15 @@ import logging
 import os
 import socket
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import (
     Connection,
     Engine,
+    Insert,
     Integer,
     Interval,
+    Select,
+    Update,
     bindparam,
     func,
     insert,
@@ -76,13 +78,13 @@ def process_alive(pid: int, started: int) -> bool:
 
 
 @functools.cache
-def _register(kind: TimeKind) -> Any:
+def _register(kind: TimeKind) -> Insert:
     now = now_sql(kind)
     return insert(workers).values(started=now, last_heartbeat=now).returning(workers.c.id)
 
 
 @functools.cache
-def _beat(kind: TimeKind) -> Any:
+def _beat(kind: TimeKind) -> Update:
     return (
         update(workers)
         .where(workers.c.id == _ME)
@@ -91,7 +93,7 @@ def _beat(kind: TimeKind) -> Any:
 
 
 @functools.cache
-def _stop(kind: TimeKind) -> Any:
+def _stop(kind: TimeKind) -> Update:
     return (
         update(workers)
         .where(workers.c.id == _ME, workers.c.stopped.is_(None))
@@ -100,7 +102,7 @@ def _stop(kind: TimeKind) -> Any:
 
 
 @functools.cache
-def _declare_dead(kind: TimeKind) -> Any:
+def _declare_dead(kind: TimeKind) -> Update:
     return (
         update(workers)
         .where(workers.c.id.in_(_DEAD), workers.c.stopped.is_(None))
@@ -109,7 +111,7 @@ def _declare_dead(kind: TimeKind) -> Any:
     )
 
 
-def _postgres_dead() -> Any:
+def _postgres_dead() -> Select[tuple[int]]:
     """Live-registered workers whose advisory lock is free: their sessions are gone. The
     transaction-level lock taken to find out is released when the transaction ends."""
     server_up = func.statement_timestamp() - func.pg_postmaster_start_time()

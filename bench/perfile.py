@@ -8,7 +8,9 @@ The API runs under uvicorn on 127.0.0.1 (as in the tests), the S3 endpoint is mo
 in a child process, so the process's CPU is vod2s3's plus the client's signing (about
 0.6-0.8 ms a request). The worker part runs one upload at a time in this thread (the
 tests' drain()), after its clients are warmed as `vod2s3 worker` does at start-up. Also
-counted: SQL statements and transactions per file. ``--profile worker`` prints the
+counted: SQL statements and transactions per file, and the worker's thread CPU in its
+claim, its S3 request (``put_object``: reading, checksumming and sending the file) and its
+completion. ``--profile worker`` prints the
 worker's cProfile (cumulative, or by own time), to see where the time goes; ``--only vod2s3``
 keeps the project's own functions.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
 import os
 import pstats
 import sys
@@ -63,13 +66,40 @@ def measure(
     name: str, files: int, counts: Counts, action: Callable[[], object], note: str = ""
 ) -> None:
     counts.reset()
-    cpu0, wall0 = self_cpu(), time.perf_counter()
+    cpu0, wall0, own0 = self_cpu(), time.perf_counter(), time.thread_time()
     action()
     cpu, wall = self_cpu() - cpu0, time.perf_counter() - wall0
+    own = time.thread_time() - own0
     print(
         f"| {name} | {cpu / files * 1000:.2f} | {wall / files * 1000:.2f} | "
         f"{counts.statements / files:.1f} | {counts.transactions / files:.1f} | {note} |"
     )
+    if note:  # the client runs in this thread: the rest of the process is the server
+        print(f"| {name}: the server's part | {(cpu - own) / files * 1000:.2f} | | | | |")
+
+
+class Phases:
+    """CPU of this thread inside some functions (the worker runs in this thread): what a
+    file costs in its claim, its S3 request and its completion, and the rest."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[str, float] = {}
+
+    def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            began = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.cpu[name] = self.cpu.get(name, 0.0) + time.thread_time() - began
+
+        return timed
+
+    def rows(self, files: int, total: float) -> None:
+        for name, cpu in self.cpu.items():
+            print(f"| worker: {name} | {cpu / files * 1000:.2f} | | | | thread CPU |")
+        rest = total - sum(self.cpu.values())
+        print(f"| worker: the rest | {rest / files * 1000:.2f} | | | | thread CPU |")
 
 
 def main() -> None:
@@ -129,16 +159,28 @@ def main() -> None:
             worker = svc.runtime.worker(concurrency=1)
             worker.warm_up()  # as `vod2s3 worker` does before its first claim
             profile = cProfile.Profile() if args.profile == "worker" else None
+            phases = Phases()
+            queue = worker._ctx.queue
+            worker.claim_one = phases.wrap("claim", worker.claim_one)  # type: ignore[method-assign]
+            queue.complete = phases.wrap("complete", queue.complete)  # type: ignore[method-assign]
+            # The module, not the function of the same name that vod2s3.s3 exports.
+            s3_upload = importlib.import_module("vod2s3.s3.upload")
+            s3_upload.put_object = phases.wrap("PutObject", s3_upload.put_object)
+            worker_cpu = 0.0
 
             def drain() -> None:
+                nonlocal worker_cpu
                 if profile:
                     profile.enable()
+                began = time.thread_time()
                 while worker.run_one():
                     pass
+                worker_cpu = time.thread_time() - began
                 if profile:
                     profile.disable()
 
             measure("worker: claim, PutObject, complete", args.files, counts, drain)
+            phases.rows(args.files, worker_cpu)
             done = client.status(limit=1, offset=args.files - 1, state="completed")
             if not done:
                 raise SystemExit("not every upload completed")

@@ -9,11 +9,18 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from vod2s3.errors import ConfigurationError
 
+# Decrypted secrets are remembered by their ciphertext: every API request and every upload
+# would otherwise decrypt the same few tokens again (an HMAC and an AES pass each). The
+# stored ciphertext is still read on every use, so a rotated or removed secret stops
+# working at once; only its decryption is reused.
+_REMEMBERED = 4096
+
 
 class SecretBox:
     """Encrypts and decrypts the account secrets stored in the database."""
 
     def __init__(self, master_key: str) -> None:
+        self._decrypted: dict[str, str] = {}
         try:
             self._fernet = Fernet(master_key.encode("ascii"))
         except (ValueError, UnicodeEncodeError):
@@ -29,13 +36,20 @@ class SecretBox:
         return self._fernet.encrypt(plain.encode("utf-8")).decode("ascii")
 
     def decrypt(self, token: str) -> str:
+        remembered = self._decrypted.get(token)
+        if remembered is not None:
+            return remembered
         try:
-            return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
+            plain = self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
         except InvalidToken:
             raise ConfigurationError(
                 "A stored secret cannot be decrypted: VOD2S3_MASTER_KEY is not the key "
                 "the database was written with"
             ) from None
+        if len(self._decrypted) >= _REMEMBERED:
+            self._decrypted.clear()
+        self._decrypted[token] = plain
+        return plain
 
 
 def load_master_key(configured: str, key_file: Path | None) -> str:

@@ -7,7 +7,7 @@ API processes on different hosts sort and compare by one clock.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -196,7 +196,7 @@ class RecordStore:
                     if int(active.scalar_one()) >= max_active:
                         raise TooManyActive(max_active)
                 row = conn.execute(
-                    _insert(self._time.kind), {**asdict(new), **self._time.bind()}
+                    _insert(self._time.kind), {**vars(new), **self._time.bind()}
                 ).one()
             return UploadRecord.from_row(row), True
         except exc.IntegrityError:

@@ -475,3 +475,17 @@ def _exited_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+@pytest.mark.postgres
+def test_a_transaction_left_idle_is_ended_by_the_server(tmp_path: Path) -> None:
+    """A worker frozen mid-transaction must not hold its row locks (and so keep SKIP LOCKED
+    claims off its uploads) for as long as it stays frozen."""
+    with database_url("postgresql", tmp_path) as url:
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                setting = conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout")
+                assert setting.scalar_one() == "30s"
+        finally:
+            engine.dispose()

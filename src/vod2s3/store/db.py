@@ -12,6 +12,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 
 from vod2s3.errors import DatabaseUnavailable
 
+IDLE_IN_TRANSACTION_MS = 30_000
+
 
 def make_engine(url: str) -> Engine:
     """An engine for ``sqlite:///…`` or ``postgresql://…`` with the settings each needs."""
@@ -24,7 +26,19 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         # psycopg 3 is the driver we ship; a bare postgresql:// URL would pick psycopg2.
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        # A process frozen in the middle of a transaction (SIGSTOP, a VM stall) would keep
+        # its row locks, and SKIP LOCKED claims would pass over its uploads for as long as
+        # it stays frozen: the server ends such a transaction instead. Every transaction
+        # of vod2s3 is a few statements long.
+        connect_args={
+            "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+        },
+    )
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:

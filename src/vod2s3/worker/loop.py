@@ -104,6 +104,13 @@ class Worker:
             self.worker_id,
             ",".join(self._volumes) or "all",
         )
+        log.debug(
+            "worker %s: leases of %ss, renewed every %ss; dead workers looked for every %ss",
+            self.name,
+            self._ctx.queue.lease.total_seconds(),
+            self._ctx.keeper.interval,
+            REAP_INTERVAL,
+        )
         self.warm_up()
         keeper_stop = threading.Event()
         keeper = threading.Thread(

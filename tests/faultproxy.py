@@ -153,6 +153,8 @@ class Rule:
       - ``error_200``: answer 200 with an ``<Error>`` body (code InternalError), without
         forwarding.
     ``times`` is how many matching requests it fires on; -1 means every time.
+    ``user_agent``, when set, limits the rule to requests whose User-Agent contains it (a
+    worker's ``vod2s3-worker/<name>``, say: a fault for one worker only).
     """
 
     operation: str | None = None
@@ -163,6 +165,7 @@ class Rule:
     delay: float = 0.0
     headers: Mapping[str, str] = field(default_factory=dict)
     times: int = 1
+    user_agent: str | None = None
 
 
 @dataclass
@@ -300,7 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             proxy._record(seq, seen)
 
-        rule = proxy._match(operation, part_number)
+        rule = proxy._match(operation, part_number, self.headers.get("User-Agent", ""))
         action = rule.action if rule is not None else None
         if rule is not None and action == "drop":
             record(0)
@@ -525,7 +528,9 @@ class FaultProxy:
 
     # --- rules and observations --------------------------------------------------------------
 
-    def add_rule(self, rule: Rule) -> None:
+    def add_rule(self, rule: Rule, *, first: bool = False) -> None:
+        """Arm ``rule`` after the rules already armed, or with ``first`` before them (so that
+        it takes precedence over, say, a delay every request already matches)."""
         if rule.action not in ACTIONS:
             raise ValueError(f"unknown action {rule.action!r}; expected one of {sorted(ACTIONS)}")
         if rule.times < -1:
@@ -537,7 +542,11 @@ class FaultProxy:
                 raise ValueError(f"invalid header {name!r}: {value!r}")
         frozen = dataclasses.replace(rule, headers=dict(rule.headers))  # later edits don't leak
         with self._lock:
-            self._rules.append(_Armed(frozen, rule.times))
+            armed = _Armed(frozen, rule.times)
+            if first:
+                self._rules.insert(0, armed)
+            else:
+                self._rules.append(armed)
 
     def clear(self) -> None:
         """Forget rules and seen requests."""
@@ -550,6 +559,19 @@ class FaultProxy:
         """The requests answered (or dropped) so far, in arrival order; a copy."""
         with self._lock:
             ordered = sorted(self._seen, key=lambda item: item[0])
+        return [seen for _, seen in ordered]
+
+    def arrivals(self) -> int:
+        """How many requests have arrived so far: a mark for :meth:`seen_since`."""
+        with self._lock:
+            return self._arrivals
+
+    def seen_since(self, mark: int) -> list[Seen]:
+        """The requests (answered or dropped) that arrived after ``mark`` (an earlier
+        :meth:`arrivals`), in arrival order; one that arrived before it and was answered
+        later is not among them."""
+        with self._lock:
+            ordered = sorted((i for i in self._seen if i[0] > mark), key=lambda i: i[0])
         return [seen for _, seen in ordered]
 
     def count(self, operation: str) -> int:
@@ -584,13 +606,15 @@ class FaultProxy:
         with self._lock:
             self._seen.append((seq, seen))
 
-    def _match(self, operation: str, part_number: int | None) -> Rule | None:
+    def _match(self, operation: str, part_number: int | None, user_agent: str = "") -> Rule | None:
         with self._lock:
             for armed in self._rules:
                 rule = armed.rule
                 if rule.operation is not None and rule.operation != operation:
                     continue
                 if rule.part_number is not None and rule.part_number != part_number:
+                    continue
+                if rule.user_agent is not None and rule.user_agent not in user_agent:
                     continue
                 if armed.left == 0:
                     continue

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -186,11 +186,16 @@ class Fleet:
             (self.root / volume / user).mkdir(parents=True, exist_ok=True)
         return Account(cdn, user, bucket, issued["api_key"], issued["secret"])
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         assert name not in self.procs, name
         with (self.logs / f"{name}.log").open("wb") as log:
             proc = subprocess.Popen(
-                [str(VOD2S3), *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+                [str(VOD2S3), *args],
+                env={**self.env, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         self.procs[name] = proc
         return proc
@@ -202,9 +207,10 @@ class Fleet:
         wait_for_http(f"{url}/healthz", proc=proc)
         return url
 
-    def start_worker(self, name: str, *args: str) -> str:
-        """Start ``vod2s3 worker <args>``; returns its owner id (from its first log line)."""
-        proc = self._spawn(name, "worker", *args)
+    def start_worker(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> str:
+        """Start ``vod2s3 worker <args>`` (``env`` added to the fleet's environment); returns
+        its owner id (from its first log line)."""
+        proc = self._spawn(name, "worker", *args, env=env)
         deadline = time.monotonic() + 30
         while True:
             found = re.search(r"worker (\S+) (?:\(id \d+\) )?started", self.log(name))
@@ -221,6 +227,14 @@ class Fleet:
         proc.wait(timeout=10)
         self.killed_at[name] = time.time()
         return self.killed_at[name]
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP: the process is frozen (its connections stay open) until :meth:`resume`."""
+        self.procs[name].send_signal(signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        """SIGCONT after :meth:`pause`."""
+        self.procs[name].send_signal(signal.SIGCONT)
 
     def stop(self, name: str, timeout: float = 30.0) -> tuple[int, float]:
         """SIGTERM; (exit status, seconds it took)."""

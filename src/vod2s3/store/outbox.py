@@ -12,7 +12,7 @@ import functools
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Self
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -32,12 +32,13 @@ from sqlalchemy import (
 )
 
 from vod2s3.store.db import transaction
+from vod2s3.store.rows import FromRow
 from vod2s3.store.schema import callback_deliveries, uploads
 from vod2s3.store.sqltime import SqlTime, TimeKind, later_sql, now_sql
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(FromRow):
     """A claimed callback delivery."""
 
     id: int
@@ -47,19 +48,6 @@ class Delivery:
     url: str
     body: str | None
     attempts: int
-
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> Self:
-        values = row._mapping
-        return cls(
-            id=int(values["id"]),
-            upload_id=int(values["upload_id"]),
-            account_id=int(values["account_id"]),
-            delivery_id=values["delivery_id"],
-            url=values["url"],
-            body=values["body"],
-            attempts=int(values["attempts"]),
-        )
 
 
 _UPLOAD_ID = bindparam("of_upload", type_=Integer())

@@ -116,57 +116,56 @@ def _insert(kind: TimeKind) -> Insert:
     )
 
 
-@functools.cache
-def _cancel(kind: TimeKind) -> Update:
-    now = now_sql(kind)
+def _customer_change(from_states: tuple[str, ...], **values: Any) -> Update:
+    """The customer's side of a guarded transition: the account's upload, only from
+    ``from_states``."""
     return (
         update(uploads)
         .where(
             uploads.c.id == _UPLOAD,
             uploads.c.account_id == _ACCOUNT,
-            uploads.c.state.in_(_ACTIVE),
+            uploads.c.state.in_(from_states),
         )
-        .values(
-            state="cancelled",
-            message="Cancelled",
-            error_code="Cancelled",
-            finished=now,
-            last_updated=now,
-            lease_owner=None,
-            lease_expires=None,
-            worker_id=None,
-        )
+        .values(**values)
         .returning(*RECORD_COLUMNS)
+    )
+
+
+@functools.cache
+def _cancel(kind: TimeKind) -> Update:
+    now = now_sql(kind)
+    return _customer_change(
+        _ACTIVE,
+        state="cancelled",
+        message="Cancelled",
+        error_code="Cancelled",
+        finished=now,
+        last_updated=now,
+        lease_owner=None,
+        lease_expires=None,
+        worker_id=None,
     )
 
 
 @functools.cache
 def _retry(kind: TimeKind) -> Update:
     now = now_sql(kind)
-    return (
-        update(uploads)
-        .where(
-            uploads.c.id == _UPLOAD,
-            uploads.c.account_id == _ACCOUNT,
-            uploads.c.state.in_(("failed", "cancelled")),
-        )
-        .values(
-            state="queued",
-            message="Queued",
-            status=0,
-            error_code="",
-            results=EMPTY_RESULTS,
-            checksum="",
-            attempts=0,
-            finished=None,
-            next_attempt_at=now,
-            last_updated=now,
-            callback_state="none",
-            callback_attempts=0,
-            callback_status=0,
-            callback_error="",
-        )
-        .returning(*RECORD_COLUMNS)
+    return _customer_change(
+        ("failed", "cancelled"),
+        state="queued",
+        message="Queued",
+        status=0,
+        error_code="",
+        results=EMPTY_RESULTS,
+        checksum="",
+        attempts=0,
+        finished=None,
+        next_attempt_at=now,
+        last_updated=now,
+        callback_state="none",
+        callback_attempts=0,
+        callback_status=0,
+        callback_error="",
     )
 
 

@@ -1,14 +1,15 @@
 """The rows the store hands out, as typed values built in one place.
 
-Callers never see SQLAlchemy rows: each kind of read has a frozen dataclass with a
-``from_row`` that names every column it takes (as procrastinate's ``Job.from_row``).
+Callers never see SQLAlchemy rows: each kind of read has a frozen dataclass whose fields
+are the columns it takes, built by one ``from_row`` (as procrastinate's ``Job.from_row``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Self, get_type_hints
 
 from sqlalchemy import Column, Row
 
@@ -19,8 +20,49 @@ def _columns(cls: type[Any]) -> tuple[Column[Any], ...]:
     return tuple(uploads.c[field.name] for field in fields(cls))
 
 
+def _keep(value: Any) -> Any:
+    return value
+
+
+def _converter(hint: Any) -> Callable[[Any], Any]:
+    """How a column's value becomes the field's type: a JSON column may be NULL, and a JSON
+    array arrives as a list."""
+    origin = getattr(hint, "__origin__", hint)
+    if origin is int:
+        return int
+    if origin is dict:
+        return lambda value: dict(value or {})
+    if origin is tuple:
+        return lambda value: tuple(value or ())
+    return _keep
+
+
+_CONVERTERS: dict[type[Any], tuple[tuple[str, Callable[[Any], Any]], ...]] = {}
+
+
+def _converters(cls: type[Any]) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    known = _CONVERTERS.get(cls)
+    if known is None:
+        hints = get_type_hints(cls)
+        known = tuple((field.name, _converter(hints[field.name])) for field in fields(cls))
+        _CONVERTERS[cls] = known
+    return known
+
+
+class FromRow:
+    """``from_row``: a row's columns of the same names as the fields, converted to the
+    fields' types. The one place rows become values."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Self:
+        values = row._mapping
+        return cls(**{name: convert(values[name]) for name, convert in _converters(cls)})
+
+
 @dataclass(frozen=True, slots=True)
-class UploadRecord:
+class UploadRecord(FromRow):
     """The customer's record, as `aws.status` and callbacks show it (records.record_view)."""
 
     id: int
@@ -49,37 +91,6 @@ class UploadRecord:
     started: datetime | None
     finished: datetime | None
 
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> Self:
-        values = row._mapping
-        return cls(
-            id=int(values["id"]),
-            cdn_id=int(values["cdn_id"]),
-            path=values["path"],
-            destination_path=values["destination_path"],
-            metadata=dict(values["metadata"] or {}),
-            acl=values["acl"],
-            callback=values["callback"],
-            message=values["message"],
-            results=dict(values["results"] or {}),
-            created=values["created"],
-            last_updated=values["last_updated"],
-            status=int(values["status"]),
-            bucket=values["bucket"],
-            state=values["state"],
-            attempts=int(values["attempts"]),
-            bytes_total=int(values["bytes_total"]),
-            bytes_uploaded=int(values["bytes_uploaded"]),
-            error_code=values["error_code"],
-            checksum=values["checksum"],
-            callback_state=values["callback_state"],
-            callback_attempts=int(values["callback_attempts"]),
-            callback_status=int(values["callback_status"]),
-            callback_error=values["callback_error"],
-            started=values["started"],
-            finished=values["finished"],
-        )
-
 
 RECORD_COLUMNS = _columns(UploadRecord)
 
@@ -94,7 +105,7 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimedUpload:
+class ClaimedUpload(FromRow):
     """What a worker needs to run one attempt at an upload it has just claimed."""
 
     id: int
@@ -113,28 +124,6 @@ class ClaimedUpload:
     attempts: int
     multipart_upload_id: str | None
     lease_token: int
-
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> Self:
-        values = row._mapping
-        return cls(
-            id=int(values["id"]),
-            account_id=int(values["account_id"]),
-            cdn_id=int(values["cdn_id"]),
-            path=values["path"],
-            volume=values["volume"],
-            bucket=values["bucket"],
-            destination_path=values["destination_path"],
-            metadata=dict(values["metadata"] or {}),
-            acl=values["acl"],
-            options=dict(values["options"] or {}),
-            message=values["message"],
-            status=int(values["status"]),
-            error_code=values["error_code"],
-            attempts=int(values["attempts"]),
-            multipart_upload_id=values["multipart_upload_id"],
-            lease_token=int(values["lease_token"]),
-        )
 
     @property
     def lease(self) -> Lease:
@@ -163,7 +152,7 @@ class StoredMultipart:
 
 
 @dataclass(frozen=True, slots=True)
-class AbandonedMultipart:
+class AbandonedMultipart(FromRow):
     """A cancelled upload's multipart upload, still to be aborted."""
 
     id: int
@@ -175,26 +164,12 @@ class AbandonedMultipart:
     options: dict[str, str]
     multipart_upload_id: str
 
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> Self:
-        values = row._mapping
-        return cls(
-            id=int(values["id"]),
-            account_id=int(values["account_id"]),
-            bucket=values["bucket"],
-            destination_path=values["destination_path"],
-            metadata=dict(values["metadata"] or {}),
-            acl=values["acl"],
-            options=dict(values["options"] or {}),
-            multipart_upload_id=values["multipart_upload_id"],
-        )
-
 
 ABANDONED_COLUMNS = _columns(AbandonedMultipart)
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerRow:
+class WorkerRow(FromRow):
     id: int
     name: str
     host: str
@@ -206,20 +181,3 @@ class WorkerRow:
     last_heartbeat: datetime
     stopped: datetime | None
     stop_reason: str
-
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> Self:
-        values = row._mapping
-        return cls(
-            id=int(values["id"]),
-            name=values["name"],
-            host=values["host"],
-            pid=int(values["pid"]),
-            process_started=int(values["process_started"]),
-            volumes=tuple(values["volumes"] or ()),
-            version=values["version"],
-            started=values["started"],
-            last_heartbeat=values["last_heartbeat"],
-            stopped=values["stopped"],
-            stop_reason=values["stop_reason"],
-        )

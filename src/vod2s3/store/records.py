@@ -7,7 +7,7 @@ API processes on different hosts sort and compare by one clock.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import (
@@ -19,12 +19,12 @@ from sqlalchemy import (
     Update,
     bindparam,
     desc,
-    exc,
     func,
-    insert,
     select,
+    true,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from vod2s3.store.db import transaction
 from vod2s3.store.outbox import enqueue_callback, supersede_callbacks
@@ -92,26 +92,58 @@ _LATEST = (
 _LATEST_IN_STATE = _LATEST.where(uploads.c.state == _STATE)
 
 
+_CAP = bindparam("active_cap", type_=Integer())
+
+
 @functools.cache
-def _insert(kind: TimeKind) -> Insert:
+def _queue_new(kind: TimeKind, dialect: str, capped: bool) -> Insert:
+    """One statement for the usual case: insert the upload unless the same signed request
+    is already queued (the unique constraint, ON CONFLICT DO NOTHING) or, when ``capped``,
+    the account already has the most active uploads it may have. No row back means one
+    of those two; the caller tells which."""
     now = now_sql(kind)
+    given = {
+        name: bindparam(f"new_{name}", type_=uploads.c[name].type)
+        for name in (field.name for field in fields(NewUpload))
+    }
+    fixed = {
+        name: bindparam(f"fixed_{name}", value=value, type_=uploads.c[name].type)
+        for name, value in (
+            ("state", "queued"),
+            ("message", "Queued"),
+            ("status", 0),
+            ("error_code", ""),
+            ("results", EMPTY_RESULTS),
+            ("checksum", ""),
+            ("attempts", 0),
+            ("bytes_uploaded", 0),
+            ("callback_state", "none"),
+            ("callback_attempts", 0),
+        )
+    }
+    values: dict[str, Any] = {
+        **given,
+        **fixed,
+        "created": now,
+        "last_updated": now,
+        "next_attempt_at": now,
+    }
+    row = select(*values.values())
+    if capped:
+        active = (
+            select(func.count())
+            .select_from(uploads)
+            .where(uploads.c.account_id == given["account_id"], uploads.c.state.in_(_ACTIVE))
+            .scalar_subquery()
+        )
+        row = row.where(active < _CAP)
+    else:
+        row = row.where(true())  # SQLite reads "SELECT … ON CONFLICT" only after a WHERE
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
         insert(uploads)
-        .values(
-            state="queued",
-            message="Queued",
-            status=0,
-            error_code="",
-            results=EMPTY_RESULTS,
-            checksum="",
-            attempts=0,
-            bytes_uploaded=0,
-            callback_state="none",
-            callback_attempts=0,
-            created=now,
-            last_updated=now,
-            next_attempt_at=now,
-        )
+        .from_select(list(values), row)
+        .on_conflict_do_nothing(index_elements=[uploads.c.account_id, uploads.c.request_signature])
         .returning(*RECORD_COLUMNS)
     )
 
@@ -180,30 +212,25 @@ class RecordStore:
         """Queue ``new``; returns (record, created). A replay of the same signed request
         returns the record the first arrival created, with created=False. With
         ``max_active``, raise :class:`TooManyActive` rather than queue beyond that many of
-        the account's uploads queued or running. One transaction: the replay check, the cap
-        and the insert."""
-        try:
-            with transaction(self._engine) as conn:
-                existing = conn.execute(
-                    _BY_SIGNATURE,
-                    {_ACCOUNT.key: new.account_id, _SIGNATURE.key: new.request_signature},
-                ).first()
-                if existing is not None:
-                    return UploadRecord.from_row(existing), False
-                if max_active:
-                    active = conn.execute(_COUNT_ACTIVE, {_ACCOUNT.key: new.account_id})
-                    if int(active.scalar_one()) >= max_active:
-                        raise TooManyActive(max_active)
-                row = conn.execute(
-                    _insert(self._time.kind), {**vars(new), **self._time.bind()}
-                ).one()
-            return UploadRecord.from_row(row), True
-        except exc.IntegrityError:
-            # The same request, queued by another process between our check and our insert.
-            again = self.find_by_signature(new.account_id, new.request_signature)
-            if again is None:
-                raise
-            return again, False
+        the account's uploads queued or running. One transaction, and one statement unless
+        the request is a replay or over the cap."""
+        params = {
+            **{f"new_{name}": value for name, value in vars(new).items()},
+            _CAP.key: max_active,
+            **self._time.bind(),
+        }
+        statement = _queue_new(self._time.kind, self._engine.dialect.name, bool(max_active))
+        with transaction(self._engine) as conn:
+            row = conn.execute(statement, params).first()
+            if row is not None:
+                return UploadRecord.from_row(row), True
+            existing = conn.execute(
+                _BY_SIGNATURE,
+                {_ACCOUNT.key: new.account_id, _SIGNATURE.key: new.request_signature},
+            ).first()
+        if existing is not None:
+            return UploadRecord.from_row(existing), False
+        raise TooManyActive(max_active)
 
     def find_by_signature(self, account_id: int, signature: str) -> UploadRecord | None:
         with transaction(self._engine) as conn:

@@ -8,12 +8,15 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 
 from tests.envelopes import ok, refused
+from tests.helpers import FakeClock
 from tests.service import RunningService, make_settings, running_service
 from vod2s3.accounts import IssuedCredentials
 from vod2s3.api.auth import BAD_CREDENTIALS
@@ -732,3 +735,58 @@ def test_server_still_serves_after_all_of_the_above(
     ok(post_json(http, svc.url, status_text(issued)))
     ok(http.post(svc.url, data={"json": status_text(issued)}))
     assert http.get(svc.base_url + "/healthz").status_code == 200
+
+
+# -- ambiguous requests (issue 12) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["urlencoded", "multipart"])
+def test_a_form_with_two_json_fields_is_refused(
+    svc: RunningService, http: httpx.Client, acct: IssuedCredentials, form: str
+) -> None:
+    """Two objects, each validly signed: which one would be checked and which acted on was
+    the form parser's choice (last in multipart, first in urlencoded)."""
+    status = status_text(acct)
+    cancel = signed_text(acct, "aws.cancel", id=1)
+    if form == "urlencoded":
+        response = http.post(
+            svc.url,
+            content=urlencode([("json", status), ("json", cancel)]).encode("ascii"),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    else:
+        response = http.post(svc.url, files=[("json", (None, status)), ("json", (None, cancel))])
+    refused(response, 400, "Form field 'json' is sent 2 times")
+
+
+@pytest.mark.parametrize(
+    ("field", "spelling"),
+    [
+        ("cdn", "arabic-indic"),
+        ("timestamp", "arabic-indic"),
+        ("limit", "fullwidth"),
+        ("id", "devanagari"),
+    ],
+)
+def test_digits_other_than_ascii_are_not_numbers(
+    svc: RunningService, http: httpx.Client, acct: IssuedCredentials, field: str, spelling: str
+) -> None:
+    zero = {"arabic-indic": 0x0660, "fullwidth": 0xFF10, "devanagari": 0x0966}[spelling]
+    obj = request_object(acct, "aws.status")
+    number = {"cdn": acct.cdn, "timestamp": obj["timestamp"], "limit": 2, "id": 1}[field]
+    obj[field] = "".join(chr(zero + int(digit)) for digit in str(number))
+    assert int(obj[field]) == number  # Python itself would read it as the number
+    response = post_json(http, svc.url, php(sign(obj, acct.secret)))
+    refused(response, 400, f"Field '{field}' must be a whole number")
+
+
+def test_a_timestamp_a_fraction_over_the_window_says_so(tmp_path: Path, moto_endpoint: str) -> None:
+    """300.5 s ahead is reported as 301 s, not as the 300 s that the window allows."""
+    clock = FakeClock(1_800_000_000.5)
+    with running_service(make_settings(tmp_path), moto_endpoint, clock=clock) as server:
+        issued = server.add_account(158, "jb")
+        obj = request_object(issued, "aws.status", timestamp=1_800_000_301)
+        with httpx.Client(timeout=10) as client:
+            response = post_json(client, server.url, php(sign(obj, issued.secret)))
+        message = refused(response, 401, "'timestamp'")
+        assert "is 301 s ahead of the server's clock" in message

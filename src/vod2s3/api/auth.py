@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from typing import Any
 
@@ -55,7 +56,7 @@ def _check_clock(services: Services, timestamp: int) -> None:
     if abs(skew) > window:
         direction = "ahead of" if skew > 0 else "behind"
         raise Unauthorized(
-            f"Field 'timestamp' is {abs(int(skew))} s {direction} the server's clock "
+            f"Field 'timestamp' is {math.ceil(abs(skew))} s {direction} the server's clock "
             f"(at most {window} s allowed): sign each request with the current unix time "
             "and keep your clock in sync (NTP)"
         )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from starlette.exceptions import HTTPException
@@ -15,6 +16,7 @@ from starlette.types import Message
 
 from vod2s3.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
+T = TypeVar("T")
 FORM_FIELD = "json"
 MAX_DEPTH = 32
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -34,7 +36,7 @@ async def read_limited(request: Request, limit: int, timeout: float) -> bytes:
     """The body, refused past ``limit`` bytes or when it takes longer than ``timeout`` seconds
     to arrive (a client trickling bytes would otherwise hold a connection forever)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"Request body is larger than the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
@@ -86,6 +88,16 @@ def _urlencoded_field(body: bytes) -> str:
     values = fields.get(FORM_FIELD)
     if not values:
         raise BadRequest(f"Form field '{FORM_FIELD}' is missing: send the request object in it")
+    return _only(values)
+
+
+def _only(values: Sequence[T]) -> T:
+    """The one value of the form field: two would leave it to the parser which one the
+    signature was checked against and which one is acted on."""
+    if len(values) > 1:
+        raise BadRequest(
+            f"Form field '{FORM_FIELD}' is sent {len(values)} times: send the request object once"
+        )
     return values[0]
 
 
@@ -112,9 +124,10 @@ async def _multipart_field(request: Request, body: bytes) -> str:
         ) from None
     except Exception:  # python-multipart raises several unrelated types for bad input
         raise BadRequest("The multipart/form-data body could not be parsed") from None
-    value = form.get(FORM_FIELD)
-    if value is None:
+    values = form.getlist(FORM_FIELD)
+    if not values:
         raise BadRequest(f"Form field '{FORM_FIELD}' is missing: send the request object in it")
+    value = _only(values)
     if not isinstance(value, str):
         raise BadRequest(f"Form field '{FORM_FIELD}' must be text, not a file")
     return value

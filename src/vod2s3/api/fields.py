@@ -8,7 +8,9 @@ from typing import Any
 
 from vod2s3.errors import BadRequest
 
-_INT_TEXT = re.compile(r"^-?\d{1,18}$")
+# ASCII digits only: Python's \d and int() also take Arabic-Indic, fullwidth and other
+# Unicode digits, which no client means as a number.
+_INT_TEXT = re.compile(r"^-?[0-9]{1,18}$")
 # The same bound for numbers as for numeric strings: at most 18 digits. A bigger JSON number
 # would overflow a float (the clock check) or a 64-bit database integer (ids).
 _INT_LIMIT = 10**18

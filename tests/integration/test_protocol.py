@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -790,3 +791,29 @@ def test_a_timestamp_a_fraction_over_the_window_says_so(tmp_path: Path, moto_end
             response = post_json(client, server.url, php(sign(obj, issued.secret)))
         message = refused(response, 401, "'timestamp'")
         assert "is 301 s ahead of the server's clock" in message
+
+
+def test_content_length_with_transfer_encoding_is_refused_and_the_connection_closed(
+    svc: RunningService,
+) -> None:
+    """RFC 9112 §6.1: a request with both framings may be an attempt to smuggle a second
+    request past a proxy that reads the other one; the server must refuse it and close."""
+    host, port = svc.base_url.split("//", 1)[1].split(":")
+    body = b'{"command":"aws.status"}'
+    smuggled = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    request = (
+        b"POST /stable/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        + f"{len(body):x}\r\n".encode()
+        + body
+        + b"\r\n0\r\n\r\n"
+        + smuggled
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request)
+        received = b""
+        while chunk := conn.recv(65536):  # returns b"" once the server has closed
+            received += chunk
+    head = received.split(b"\r\n", 1)[0]
+    assert head == b"HTTP/1.1 400 Bad Request", received[:300]
+    assert received.count(b"HTTP/1.1 ") == 1  # the request behind it was never answered

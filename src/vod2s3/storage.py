@@ -97,6 +97,16 @@ def quote_path(path: str) -> str:
     return f"'{escaped}…'" if len(path) > _QUOTE_MAX_CHARS else f"'{escaped}'"
 
 
+def control_character(text: str) -> str | None:
+    """The first character of ``text`` that no name should hold, escaped for a message:
+    control characters, line and paragraph separators, and bidirectional overrides (which
+    make a name read differently from what it is). None when there is none."""
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _BIDI_CONTROLS:
+            return _escape(ch)
+    return None
+
+
 def _escape(ch: str) -> str:
     code = ord(ch)
     if code <= 0xFF:
@@ -148,12 +158,12 @@ def _check_characters(path: str, quoted: str) -> None:
             f"Path {quoted} is {size} bytes long; paths may be at most {MAX_PATH_BYTES} bytes "
             "of UTF-8: move or rename the file to shorten it"
         )
-    for ch in path:
-        if unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _BIDI_CONTROLS:
-            raise _invalid(
-                f"Path {quoted} contains the control character {_escape(ch)}; "
-                "rename the file without control characters and send its path again"
-            )
+    bad = control_character(path)
+    if bad is not None:
+        raise _invalid(
+            f"Path {quoted} contains the control character {bad}; "
+            "rename the file without control characters and send its path again"
+        )
     if path.startswith("/"):
         raise _invalid(
             f"Path {quoted} starts with '/'; give it relative to the storage, as {_FORMAT}"

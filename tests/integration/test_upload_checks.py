@@ -319,6 +319,11 @@ def test_account_without_aws_credentials_is_403(svc: RunningService, http: httpx
         ("videos/a\x07b.mp4", "control characters"),
         ("videos/a\nb.mp4", "control characters"),
         ("videos/a\x7fb.mp4", "control characters"),
+        ("videos/a\u202eb.mp4", "control character \\u202e"),
+        ("videos/a\u2028b.mp4", "control character \\u2028"),
+        ("../other/video.mp4", "'..' segment"),
+        ("videos/../../x.mp4", "'..' segment"),
+        ("videos/..", "'..' segment"),
         ("/", "must name an object"),
         ("///", "must name an object"),
         (42, "must be a string"),
@@ -330,6 +335,11 @@ def test_account_without_aws_credentials_is_403(svc: RunningService, http: httpx
         "bell",
         "newline",
         "del",
+        "right-to-left-override",
+        "line-separator",
+        "dotdot-first",
+        "dotdot-inside",
+        "dotdot-last",
         "slash",
         "slashes",
         "number",
@@ -350,6 +360,13 @@ def test_bad_destination_path(
         ("Field 'destination_path'", expected),
         destination_path=destination,
     )
+
+
+@pytest.mark.parametrize("key", ["videos/..x.mp4", "videos/x...mp4", "a..b/c.mp4", "./v.mp4"])
+def test_dots_that_are_not_a_parent_segment_are_accepted(
+    svc: RunningService, http: httpx.Client, acct: IssuedCredentials, key: str
+) -> None:
+    assert queued(send(http, svc.url, acct, destination_path=key))["destination_path"] == key
 
 
 def test_destination_path_of_1024_bytes_is_accepted(

@@ -13,6 +13,7 @@ from vod2s3.api.fields import has_control_chars, one_of, optional_str
 from vod2s3.callbacks.ssrf import Network, check_url_literal, with_scheme
 from vod2s3.errors import BadRequest
 from vod2s3.headers import encode_value
+from vod2s3.storage import control_character
 
 ACLS = ("private", "public-read")
 STORAGE_CLASSES = (
@@ -48,8 +49,17 @@ def object_key(destination_path: str, default: str) -> str:
         raise BadRequest("Field 'destination_path' must name an object, not only '/'")
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise BadRequest(f"Field 'destination_path' is longer than {MAX_KEY_BYTES} bytes (UTF-8)")
-    if has_control_chars(key):
-        raise BadRequest("Field 'destination_path' must not contain control characters")
+    bad = control_character(key)
+    if bad is not None:
+        raise BadRequest(
+            f"Field 'destination_path' contains the control character {bad}: name the object "
+            "without control, line-separator or bidirectional-override characters"
+        )
+    if ".." in key.split("/"):
+        raise BadRequest(
+            "Field 'destination_path' must not contain a '..' segment: clients and consoles "
+            "that resolve it would show another key; name the object without it"
+        )
     return key
 
 

@@ -522,6 +522,8 @@ def _nested(depth: int) -> str:
         (b'{"command":"aws.status","cdn":' + b"1" * 5000 + b"}", "too many digits"),
         (b'{"command":"aws.status","api_key":"\\ud800"}', "surrogate"),
         (b'{"command":"aws.status","x":{"\\udfff":1}}', "surrogate"),
+        (b'{"command":"aws.status","x":1e400}', "out of range"),
+        (b'{"command":"aws.status","x":-1E999}', "out of range"),
     ],
     ids=[
         "truncated",
@@ -539,6 +541,8 @@ def _nested(depth: int) -> str:
         "huge-integer",
         "lone-surrogate-value",
         "lone-surrogate-key",
+        "float-overflow",
+        "negative-float-overflow",
     ],
 )
 def test_malformed_json_body_is_400(

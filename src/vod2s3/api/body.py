@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,7 +135,14 @@ async def _multipart_field(request: Request, body: bytes) -> str:
 
 
 def _refuse_constant(name: str) -> Any:
-    raise BadRequest(f"The request object is not valid JSON: {name} is not allowed")
+    raise BadRequest(f"{name} is not allowed")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadRequest(f"the number {text[:40]} is out of range")
+    return value
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -143,7 +151,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         if key in obj:
             # Two members with one name would let the signature be checked against one
             # value while the command used the other.
-            raise BadRequest(f"The request object has the key '{key}' twice")
+            raise BadRequest(f"it has the key '{key}' twice")
         obj[key] = value
     return obj
 
@@ -170,30 +178,45 @@ def _depth_ok(raw: str) -> bool:
     return True
 
 
-def parse_request_object(raw: str) -> dict[str, Any]:
-    if not raw.strip():
-        raise BadRequest("The request object is empty: send a JSON object")
+def parse_json(raw: str, what: str) -> Any:
+    """``raw`` as JSON under the request's rules, wherever JSON text arrives (the request
+    object, and JSON carried inside one of its strings): nesting at most MAX_DEPTH, no
+    duplicated keys, no NaN or Infinity and no number beyond a float's range, no unpaired
+    surrogate. ``what`` names the text in the messages ("The request object")."""
     if not _depth_ok(raw):
-        raise BadRequest(f"The request object is nested deeper than {MAX_DEPTH} levels")
+        raise BadRequest(f"{what} is nested deeper than {MAX_DEPTH} levels")
     try:
-        obj = json.loads(raw, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
+        value = json.loads(
+            raw,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_refuse_constant,
+            parse_float=_finite,
+        )
+    except BadRequest as error:
+        raise BadRequest(f"{what} is not valid: {error.message}") from None
     except json.JSONDecodeError as error:
         raise BadRequest(
-            f"The request object is not valid JSON: {error.msg} at line {error.lineno} "
-            f"column {error.colno}"
+            f"{what} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
         ) from None
     except ValueError:
         # int() refuses numbers of more than 4300 digits (CPython's DoS guard).
-        raise BadRequest("The request object holds a number with too many digits") from None
-    if not isinstance(obj, dict):
-        raise BadRequest("The request object must be a JSON object ({...}), not a list or value")
-    if _has_lone_surrogate(obj):
+        raise BadRequest(f"{what} holds a number with too many digits") from None
+    if _has_lone_surrogate(value):
         # "\ud800" without its pair is valid JSON syntax but no text: it cannot be encoded
         # as UTF-8 for a database, a header or a file name.
         raise BadRequest(
-            "The request object holds an unpaired surrogate escape (\\ud800-\\udfff) in a "
-            "string: send text as valid Unicode (UTF-8)"
+            f"{what} holds an unpaired surrogate escape (\\ud800-\\udfff) in a string: "
+            "send text as valid Unicode (UTF-8)"
         )
+    return value
+
+
+def parse_request_object(raw: str) -> dict[str, Any]:
+    if not raw.strip():
+        raise BadRequest("The request object is empty: send a JSON object")
+    obj = parse_json(raw, "The request object")
+    if not isinstance(obj, dict):
+        raise BadRequest("The request object must be a JSON object ({...}), not a list or value")
     return obj
 
 

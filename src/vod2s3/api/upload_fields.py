@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import mimetypes
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from vod2s3.api.body import parse_json
 from vod2s3.api.fields import has_control_chars, one_of, optional_str
 from vod2s3.callbacks.ssrf import Network, check_url_literal, with_scheme
 from vod2s3.errors import BadRequest
@@ -69,13 +69,13 @@ def metadata(value: Any) -> dict[str, str]:
     if value is None or value == "" or value == []:
         return {}
     if isinstance(value, str):
+        # The same parser and rules as the request object itself.
         try:
-            value = json.loads(value)
-        except (ValueError, RecursionError):
-            # ValueError covers JSONDecodeError and numbers of over 4300 digits; the outer
-            # request's depth check cannot see nesting inside this string.
+            value = parse_json(value, "The JSON text")
+        except BadRequest as error:
             raise BadRequest(
-                "Field 'metadata' must be an object of strings (or a JSON string holding one)"
+                "Field 'metadata' must be an object of strings (or a JSON string holding "
+                f"one): {error.message}"
             ) from None
         if value == [] or value is None:
             return {}

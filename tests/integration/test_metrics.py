@@ -4,8 +4,10 @@ callback outcomes, and `vod2s3 worker --metrics-port` for a worker running on it
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import free_port
@@ -247,3 +250,34 @@ def test_worker_process_serves_its_metrics_on_its_own_port(
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == 0
+
+
+def test_a_client_that_leaves_mid_body_is_counted_as_such_not_as_a_server_error(
+    service: RunningService, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone can open a connection, promise a body and hang up: that must not show as a
+    5xx (alerts) nor log a traceback."""
+    host, port = service.base_url.split("//", 1)[1].split(":")
+    head = (
+        b"POST /stable/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n"
+    )
+    with caplog.at_level(logging.INFO, logger="vod2s3"):
+        for _ in range(3):
+            with socket.create_connection((host, int(port)), timeout=10) as conn:
+                conn.sendall(head + b'{"command":"aws.st')
+
+        def counted() -> float:
+            _, now = scrape(f"{service.base_url}/metrics")
+            key = ("vod2s3_api_requests_total", (("command", "unknown"), ("status", "499")))
+            return now.get(key, 0.0)
+
+        deadline = time.monotonic() + 10
+        while counted() < 3:
+            assert time.monotonic() < deadline, "the disconnects were not counted"
+            time.sleep(0.05)
+    _, samples = scrape(f"{service.base_url}/metrics")
+    assert not [key for key in samples if ("status", "500") in key[1]]
+    assert "disconnected before its request body arrived" in caplog.text
+    assert "unhandled error" not in caplog.text
+    assert "Traceback" not in caplog.text

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -38,6 +38,14 @@ def _run_command(services: Services, raw: str, obj: dict[str, Any]) -> tuple[str
     return handler(services, call)
 
 
+# The status recorded for a request whose client closed the connection first (nginx's).
+CLIENT_CLOSED = 499
+
+
+def _peer(request: Request) -> str:
+    return request.client.host if request.client is not None else "(unknown)"
+
+
 def _make_stable(services: Services) -> Any:
     async def stable(request: Request) -> Response:
         started = time.perf_counter()
@@ -57,6 +65,13 @@ def _make_stable(services: Services) -> Any:
             response = failure(error, started)
             if isinstance(error, MethodNotAllowed):
                 response.headers["Allow"] = "POST"
+        except ClientDisconnect:
+            # The client went away before its body arrived: nothing of ours failed, and
+            # nobody is there to answer. Counted apart (nginx's 499), not as a 5xx that
+            # anyone could raise at will.
+            log.info("client %s disconnected before its request body arrived", _peer(request))
+            services.metrics.api_request(command, CLIENT_CLOSED, COMMANDS)
+            return Response(status_code=CLIENT_CLOSED)
         except Exception:
             log.exception("unhandled error in /stable/")
             response = failure(Vod2s3Error("internal"), started)

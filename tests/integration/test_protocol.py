@@ -821,3 +821,24 @@ def test_content_length_with_transfer_encoding_is_refused_and_the_connection_clo
     head = received.split(b"\r\n", 1)[0]
     assert head == b"HTTP/1.1 400 Bad Request", received[:300]
     assert received.count(b"HTTP/1.1 ") == 1  # the request behind it was never answered
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "CONNECT"])
+@pytest.mark.parametrize("suffix", ["/stable/", "/stable"])
+def test_an_unusual_method_is_405_with_allow_post_only(
+    svc: RunningService, http: httpx.Client, method: str, suffix: str
+) -> None:
+    response = http.request(method, svc.base_url + suffix)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize("path", ["/healthz/", "/dashboard/", "/metrics/"])
+def test_a_trailing_slash_is_not_redirected_to_the_clients_host(
+    svc: RunningService, http: httpx.Client, path: str
+) -> None:
+    """A redirect built from the Host header would send the client to any host it names."""
+    response = http.get(svc.base_url + path, headers={"Host": "evil.example"})
+    assert "location" not in response.headers
+    assert "evil.example" not in response.text
+    refused(response, 404)

@@ -119,8 +119,10 @@ async def _not_found(request: Request, exc: Exception) -> Response:
         response = failure(
             MethodNotAllowed(f"Method {request.method} is not allowed here"), started
         )
-        # RFC 9110: a 405 names the methods that are allowed; Starlette's router knows them.
-        response.headers["Allow"] = (exc.headers or {}).get("Allow", "")
+        # RFC 9110: a 405 names the methods that are allowed. Starlette's router knows them,
+        # except for /stable/, which takes every common method only to refuse all but POST.
+        routed = (exc.headers or {}).get("Allow", "")
+        response.headers["Allow"] = _ALLOW.get(request.url.path, routed)
         return response
     return failure(NotFound(_no_such_endpoint(request.url.path)), started)
 
@@ -129,10 +131,13 @@ async def _server_error(_request: Request, _exc: Exception) -> Response:
     return failure(Vod2s3Error("internal"), time.perf_counter())
 
 
+_ALLOW = {"/stable/": "POST", "/stable": "POST"}
+
+
 def create_app(services: Services) -> Starlette:
     stable = _make_stable(services)
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/stable/", stable, methods=methods),
             Route("/stable", stable, methods=methods),
@@ -148,3 +153,7 @@ def create_app(services: Services) -> Starlette:
         ],
         exception_handlers={404: _not_found, 405: _not_found, 500: _server_error},
     )
+    # Starlette would answer "/healthz/" with a redirect to an absolute URL built from the
+    # request's Host header, which a client controls; such a path is unknown here instead.
+    app.router.redirect_slashes = False
+    return app

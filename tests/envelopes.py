@@ -23,6 +23,7 @@ def envelope_of(response: httpx.Response) -> dict[str, Any]:
     assert body["message"]
     assert isinstance(body["handle_time"], float)
     assert body["handle_time"] >= 0
+    assert round(body["handle_time"], 3) == body["handle_time"]  # to the millisecond only
     return body
 
 

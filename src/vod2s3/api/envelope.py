@@ -18,7 +18,9 @@ def _body(status: str, message: str, started: float, data: Any) -> dict[str, Any
     return {
         "status": status,
         "message": message,
-        "handle_time": round(time.perf_counter() - started, 6),
+        # Milliseconds, no finer: microseconds would let a caller time the server's paths
+        # (a known key's signature check against an unknown key's) from the answer itself.
+        "handle_time": round(time.perf_counter() - started, 3),
         "data": data,
     }
 

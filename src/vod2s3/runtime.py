@@ -21,6 +21,7 @@ from vod2s3.config import Settings
 from vod2s3.crypto import SecretBox, load_master_key
 from vod2s3.metrics import Metrics
 from vod2s3.s3 import PartBudget
+from vod2s3.store.answers import CommandAnswers
 from vod2s3.store.dashboard import DashboardQueries
 from vod2s3.store.db import make_engine
 from vod2s3.store.journal import PartJournal
@@ -92,7 +93,15 @@ class Runtime:
         return WorkerRegistry(self.engine, self.time)
 
     def services(self, queued: Callable[[], None] | None = None) -> Services:
-        limiter = RateLimiter(self.settings.rate_limit, self.settings.rate_burst, self.clock.unix)
+        # A signature may be replayed from the window before its timestamp to the window
+        # after it: its first answer is kept, and its replays are recognised, that long.
+        replayable = 2 * self.settings.timestamp_window
+        limiter = RateLimiter(
+            self.settings.rate_limit,
+            self.settings.rate_burst,
+            self.clock.unix,
+            replay_window=replayable,
+        )
         return Services(
             self.settings,
             self.accounts,
@@ -100,6 +109,7 @@ class Runtime:
             self.box,
             self.clock,
             limiter,
+            CommandAnswers(self.engine, self.time, timedelta(seconds=replayable)),
             metrics=self.metrics,
             dashboard=DashboardQueries(self.engine, self.clock),
             queued=queued or (lambda: None),

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from sqlalchemy import exc, insert, inspect, select
 
 from tests.envelopes import envelope_of, ok, refused
 from tests.helpers import free_port, wait_for_http
-from tests.security.support import post_json, request_object, sign, upload_count
+from tests.security.support import post_json, request_object, sign, signed_text, upload_count
 from tests.service import RunningService, make_settings, running_service
 from vod2s3.accounts import IssuedCredentials
 from vod2s3.api.auth import BAD_CREDENTIALS
@@ -273,3 +274,70 @@ def test_the_same_request_reformatted_is_still_the_same_upload(
     ):
         assert ok(post_json(http, svc.url, text))["data"]["id"] == first["id"]
     assert upload_count(svc, acct) == 1
+
+
+# -- replays of the commands that change an upload, and of reads (issue 12, item 3) ----------
+
+
+def test_a_replayed_cancel_after_the_owner_retried_changes_nothing(
+    svc: RunningService, acct: IssuedCredentials
+) -> None:
+    client = svc.client(acct)
+    upload_id = client.upload(f"sestore1/{acct.storage_user}/clip.mp4", "videos", "private")["id"]
+    captured = signed_text(acct, "aws.cancel", id=upload_id)
+    with httpx.Client(timeout=10) as http:
+        first = ok(post_json(http, svc.url, captured))
+        assert first["data"]["state"] == "cancelled"
+        assert client.retry(upload_id)["state"] == "queued"  # the owner changes their mind
+        replayed = ok(post_json(http, svc.url, captured))
+    assert replayed["message"] == first["message"]
+    assert replayed["data"] == first["data"]  # the first answer, given again
+    assert client.get(upload_id)["state"] == "queued"  # and nothing cancelled
+
+
+def test_a_replayed_retry_after_the_owner_cancelled_changes_nothing(
+    svc: RunningService, acct: IssuedCredentials
+) -> None:
+    client = svc.client(acct)
+    upload_id = client.upload(f"sestore1/{acct.storage_user}/clip.mp4", "videos", "private")["id"]
+    client.cancel(upload_id)
+    captured = signed_text(acct, "aws.retry", id=upload_id)
+    with httpx.Client(timeout=10) as http:
+        first = ok(post_json(http, svc.url, captured))
+        assert first["data"]["state"] == "queued"
+        # The owner cancels again: a request of their own, not the one cancelled before
+        # (the same fields in the same second would be the same signed request).
+        cancel_again = signed_text(acct, "aws.cancel", time.time() + 1, id=upload_id)
+        assert ok(post_json(http, svc.url, cancel_again))["data"]["state"] == "cancelled"
+        replayed = ok(post_json(http, svc.url, captured))
+    assert replayed["data"] == first["data"]
+    assert client.get(upload_id)["state"] == "cancelled"
+
+
+def test_a_replayed_refusal_is_refused_again_the_same_way(
+    svc: RunningService, acct: IssuedCredentials
+) -> None:
+    client = svc.client(acct)
+    upload_id = client.upload(f"sestore1/{acct.storage_user}/clip.mp4", "videos", "private")["id"]
+    captured = signed_text(acct, "aws.retry", id=upload_id)  # a queued upload: nothing to retry
+    with httpx.Client(timeout=10) as http:
+        first = refused(post_json(http, svc.url, captured), 409, "only failed or cancelled")
+        client.cancel(upload_id)  # now a retry would act, but not this captured one
+        again = refused(post_json(http, svc.url, captured), 409, "only failed or cancelled")
+    assert again == first
+    assert client.get(upload_id)["state"] == "cancelled"
+
+
+def test_replays_of_a_read_do_not_spend_the_owners_rate_limit(
+    tmp_path: Path, moto_endpoint: str
+) -> None:
+    settings = make_settings(tmp_path, rate_limit=1.0, rate_burst=3)
+    with running_service(settings, moto_endpoint) as limited:
+        issued = limited.add_account(158, "jb")
+        captured = signed_text(issued, "aws.status")
+        with httpx.Client(timeout=10) as http:
+            for _ in range(60):
+                ok(post_json(http, limited.url, captured))
+            # The owner's own next requests still have their burst.
+            for _ in range(2):
+                ok(post_json(http, limited.url, signed_text(issued, "aws.status", limit=1)))

@@ -75,3 +75,25 @@ def test_zero_rate_means_no_limit() -> None:
     limiter = RateLimiter(rate=0.0, burst=1, now=FakeClock().unix)
     for _ in range(1000):
         limiter.check(1)
+
+
+def test_a_replayed_signature_takes_no_token_until_the_window_has_passed() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate=1.0, burst=2, now=clock.unix, replay_window=600)
+    limiter.check(1, "captured")
+    for _ in range(50):
+        limiter.check(1, "captured")  # replays: free
+    limiter.check(1, "the owner's next request")  # the second token of the burst is still there
+    with pytest.raises(RateLimited):
+        limiter.check(1, "another")
+    clock.advance(601)  # past the window a replay would fail its timestamp check anyway
+    limiter.check(1, "captured")  # ...and it counts as new again
+    limiter.check(1, "captured")  # (then as a replay)
+
+
+def test_the_memory_of_signatures_stays_bounded() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate=1e9, burst=10**9, now=clock.unix, remembered=100)
+    for n in range(1000):
+        limiter.check(1, f"sig-{n}")
+    assert len(limiter._counted) <= 100

@@ -22,6 +22,7 @@ from vod2s3.api.context import Services
 from vod2s3.api.dashboard import make_dashboard
 from vod2s3.api.envelope import failure, success
 from vod2s3.api.fields import required_str
+from vod2s3.api.once import SINGLE_USE, run_once
 from vod2s3.errors import BadRequest, MethodNotAllowed, NotFound, Vod2s3Error
 
 log = logging.getLogger("vod2s3.api")
@@ -35,6 +36,8 @@ def _run_command(services: Services, raw: str, obj: dict[str, Any]) -> tuple[str
             f"Unknown command {command[:64]!r}: known commands are {', '.join(sorted(COMMANDS))}"
         )
     call = authenticate(services, raw, obj)
+    if command in SINGLE_USE:
+        return run_once(services, call, command, handler)
     return handler(services, call)
 
 

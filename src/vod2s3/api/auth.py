@@ -46,7 +46,7 @@ def authenticate(services: Services, raw: str, obj: dict[str, Any]) -> Call:
     # Only a caller who proved the secret learns that the account is disabled.
     if account.disabled:
         raise Forbidden("This account is disabled: contact the service operator")
-    services.limiter.check(account.id)
+    services.limiter.check(account.id, signature)
     return Call(account=account, obj=obj, signature=signature)
 
 

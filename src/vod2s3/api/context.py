@@ -12,6 +12,7 @@ from vod2s3.clock import Clock
 from vod2s3.config import Settings
 from vod2s3.crypto import SecretBox
 from vod2s3.metrics import Metrics
+from vod2s3.store.answers import CommandAnswers
 from vod2s3.store.dashboard import DashboardQueries
 from vod2s3.store.records import RecordStore
 
@@ -24,6 +25,7 @@ class Services:
     box: SecretBox
     clock: Clock
     limiter: RateLimiter
+    answers: CommandAnswers
     metrics: Metrics = field(default_factory=Metrics)
     dashboard: DashboardQueries | None = None  # None: /dashboard is off
     # Called when an upload is queued: `serve` wakes its worker with it, so the upload

@@ -216,3 +216,19 @@ workers = Table(
     Column("stop_reason", String(32), nullable=False, default="", server_default=""),
     Index("ix_workers_stopped", "stopped"),
 )
+
+# The first answer to each signed aws.cancel and aws.retry: a replay of the same signed
+# request, within the timestamp window, is answered with it and changes nothing. Rows older
+# than the window can never be asked for again and are purged.
+command_answers = Table(
+    "command_answers",
+    metadata,
+    Column("account_id", Integer, primary_key=True),
+    Column("signature", String(128), primary_key=True),
+    Column("command", String(32), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("data", JSON, nullable=True),
+    Column("created", DateTime, nullable=False),
+    Index("ix_command_answers_created", "created"),
+)

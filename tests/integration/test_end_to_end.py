@@ -239,3 +239,23 @@ def test_private_upload_works_on_bucket_with_acls_disabled(
     service.drain()
 
     assert api.get(upload_id)["state"] == "completed"
+
+
+def test_an_upload_queued_before_its_account_was_disabled_is_not_sent(
+    service: RunningService, s3_client: Any, bucket: str
+) -> None:
+    """`accounts disable` stops the account's credentials from being used at all, including
+    for the uploads it had already queued."""
+    issued = service.add_account(158, "jb")
+    api = service.client(issued)
+    upload_id = api.upload(
+        service.write_source("sestore1/jb/d.mp4", b"disabled"), bucket, "private"
+    )["id"]
+    service.runtime.accounts.set_disabled(158, True)
+    service.drain()
+
+    record = service.runtime.uploads.get(service.runtime.accounts.get(158).id, upload_id)
+    assert record is not None
+    assert (record.state, record.error_code) == ("failed", "AccountDisabled")
+    assert "disabled" in record.message
+    assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0

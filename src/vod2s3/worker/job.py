@@ -182,6 +182,15 @@ def _attempt(ctx: JobContext, claimed: ClaimedUpload, held: HeldLease) -> None:
     account: Account | None = None
     try:
         account = patiently(ctx, claimed.id, lambda: ctx.accounts.get(claimed.account_id))
+        if account.disabled:
+            # The operator turned the account off: its credentials must not be used, for
+            # uploads queued before as after (within the account cache's few seconds).
+            raise AttemptFailure(
+                retryable=False,
+                s3_status=0,
+                code="AccountDisabled",
+                message="The account is disabled: ask the service operator, then retry",
+            )
         if claimed.attempts > ctx.policy.max_attempts:
             # Reclaimed after its workers stopped responding, too often.
             raise AttemptFailure(

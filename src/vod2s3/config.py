@@ -115,6 +115,9 @@ class Settings:
     rate_burst: int = 40
     max_queued_per_account: int = 10_000  # queued + uploading uploads; 0 = no cap
     body_timeout: float = 30.0  # seconds a client has to send its whole request body
+    # A regular file with more than one hard link may be another user's file linked into
+    # this folder: refused unless the operator says customers cannot make links there.
+    allow_hard_links: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -156,6 +159,7 @@ class Settings:
             ),
             body_timeout=_float(env, "VOD2S3_BODY_TIMEOUT", default.body_timeout, 0.1),
             callback_timeout=_float(env, "VOD2S3_CALLBACK_TIMEOUT", default.callback_timeout, 0.1),
+            allow_hard_links=_choice(env, "VOD2S3_ALLOW_HARD_LINKS", "no", ("yes", "no")) == "yes",
         )
 
     @property

@@ -84,6 +84,8 @@ class SourceFile:
     # Not in the original contract: open_source needs the resolved user folder to re-walk from,
     # and cannot recompute it without the storage root.
     user_folder: Path | None = field(default=None, repr=False)
+    # Whether a file with more than one hard link may be sent (VOD2S3_ALLOW_HARD_LINKS).
+    hard_links_allowed: bool = field(default=False, repr=False)
 
 
 def quote_path(path: str) -> str:
@@ -218,7 +220,9 @@ def _check_segments(segments: list[str], quoted: str) -> None:
             )
 
 
-def resolve_source(storage_root: Path, path: str, storage_user: str) -> SourceFile:
+def resolve_source(
+    storage_root: Path, path: str, storage_user: str, allow_hard_links: bool = False
+) -> SourceFile:
     """Check the customer's source path (SPEC §3.1) and resolve it to a real, readable file.
 
     Checks, in order: syntax (SourceInvalid), volume (VolumeNotFound), storage user
@@ -247,7 +251,7 @@ def resolve_source(storage_root: Path, path: str, storage_user: str) -> SourceFi
     st = _stat_source(real, quoted)
     if not stat.S_ISREG(st.st_mode):
         raise _not_regular(quoted, st.st_mode)
-    fd = _open_inside(folder, real, quoted)
+    fd = _open_inside(folder, real, quoted, allow_hard_links)
     try:
         size = os.fstat(fd).st_size
     finally:
@@ -260,6 +264,7 @@ def resolve_source(storage_root: Path, path: str, storage_user: str) -> SourceFi
         real_path=real,
         size=size,
         user_folder=folder,
+        hard_links_allowed=allow_hard_links,
     )
 
 
@@ -391,10 +396,12 @@ def open_source(source: SourceFile) -> int:
     # A SourceFile built by hand (not by resolve_source) has no user folder: then only the
     # file's own directory is trusted, which still stops a swapped final component.
     folder = source.user_folder or source.real_path.parent
-    return _open_inside(folder, source.real_path, quote_path(source.path))
+    return _open_inside(
+        folder, source.real_path, quote_path(source.path), source.hard_links_allowed
+    )
 
 
-def _open_inside(folder: Path, real: Path, quoted: str) -> int:
+def _open_inside(folder: Path, real: Path, quoted: str, allow_hard_links: bool = False) -> int:
     try:
         parts = real.relative_to(folder).parts
     except ValueError:
@@ -414,7 +421,7 @@ def _open_inside(folder: Path, real: Path, quoted: str) -> int:
     finally:
         os.close(dir_fd)
     try:
-        _check_opened(fd, folder, quoted)
+        _check_opened(fd, folder, quoted, allow_hard_links)
     except BaseException:
         os.close(fd)
         raise
@@ -438,10 +445,19 @@ def _is_symlink(name: str, dir_fd: int) -> bool:
         return False
 
 
-def _check_opened(fd: int, folder: Path, quoted: str) -> None:
+def _check_opened(fd: int, folder: Path, quoted: str, allow_hard_links: bool = False) -> None:
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise _not_regular(quoted, st.st_mode)
+    if st.st_nlink > 1 and not allow_hard_links:
+        # Another name for the same bytes may sit in another user's folder: containment of
+        # this name proves nothing about whose file it is.
+        raise SourceError(
+            f"{quoted} has {st.st_nlink} hard links, so it may be another user's file: "
+            "copy it into your folder (a copy, not a link) and send the copy's path",
+            code="SourceHardLinked",
+            http_status=403,
+        )
     os.set_blocking(fd, True)
     # Belt and braces on top of the O_NOFOLLOW walk: ask the kernel where the descriptor really
     # points (e.g. catches a bind mount or a folder renamed between the steps).

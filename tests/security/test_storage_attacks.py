@@ -277,6 +277,46 @@ def test_file_or_folder_swapped_for_a_symlink_after_queueing_is_refused_by_the_w
     assert upload_count(svc, bob) == 0
 
 
+def test_another_users_file_hard_linked_into_the_folder_is_refused(
+    svc: RunningService,
+    http: httpx.Client,
+    alice: IssuedCredentials,
+    bob: IssuedCredentials,
+    s3: Any,
+) -> None:
+    """A hard link is the same file under a second name: containment of the name says
+    nothing about whose bytes they are. Refused by the API, and by the worker when the link
+    is swapped in after the upload was queued."""
+    folder = svc.storage_root / "sestore1" / "alice"
+    bobs = svc.storage_root / "sestore1" / "bob" / "secret.mp4"
+    (folder / "linked.mp4").hardlink_to(bobs)
+    before = [upload_count(svc, alice)]
+    text = signed_text(
+        alice, "aws.upload", path="sestore1/alice/linked.mp4", bucket=BUCKET, acl="private"
+    )
+    assert_refused_and_nothing_queued(
+        svc, post_json(http, svc.url, text), 403, "hard links", alice, before=before
+    )
+
+    svc.write_source("sestore1/alice/later.mp4", b"alice's file, then a link to bob's")
+    queued = signed_text(
+        alice,
+        "aws.upload",
+        path="sestore1/alice/later.mp4",
+        bucket=BUCKET,
+        acl="private",
+        destination_path="links/later.mp4",
+    )
+    upload_id = int(ok(post_json(http, svc.url, queued))["data"]["id"])
+    (folder / "later.mp4").unlink()
+    (folder / "later.mp4").hardlink_to(bobs)
+    svc.drain()
+    status = signed_text(alice, "aws.status", id=upload_id)
+    record = ok(post_json(http, svc.url, status))["data"]
+    assert (record["state"], record["error_code"]) == ("failed", "SourceHardLinked")
+    assert not any(key.startswith("links/") for key in _bucket_bodies(s3))
+
+
 def test_refusals_left_the_service_serving(
     svc: RunningService, http: httpx.Client, alice: IssuedCredentials
 ) -> None:

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vod2s3.errors import SourceError
+from vod2s3.config import Settings
+from vod2s3.errors import ConfigurationError, SourceError
 from vod2s3.storage import (
     MAX_PATH_BYTES,
     SourceFile,
@@ -565,3 +566,23 @@ def test_any_path_is_inside_or_cleanly_refused(maze: Path, pieces: list[str]) ->
         assert os.pread(fd, 100, 0) == b"video bytes"
     finally:
         os.close(fd)
+
+
+def test_a_hard_linked_file_is_refused_unless_the_operator_allows_links(
+    storage_root: Path, bob_secret: Path
+) -> None:
+    linked = storage_root / "sestore1" / "jb" / "linked.mp4"
+    linked.parent.mkdir(parents=True, exist_ok=True)
+    linked.hardlink_to(bob_secret)
+    message = refusal(storage_root, "sestore1/jb/linked.mp4", "SourceHardLinked", 403)
+    assert "2 hard links" in message
+    allowed = resolve_source(storage_root, "sestore1/jb/linked.mp4", "jb", allow_hard_links=True)
+    fd = open_source(allowed)  # and the worker's open agrees
+    os.close(fd)
+
+
+def test_the_hard_link_setting_is_read_from_the_environment() -> None:
+    assert Settings.from_env({}).allow_hard_links is False
+    assert Settings.from_env({"VOD2S3_ALLOW_HARD_LINKS": "yes"}).allow_hard_links is True
+    with pytest.raises(ConfigurationError, match="VOD2S3_ALLOW_HARD_LINKS"):
+        Settings.from_env({"VOD2S3_ALLOW_HARD_LINKS": "maybe"})

@@ -199,7 +199,12 @@ def _attempt(ctx: JobContext, claimed: ClaimedUpload, held: HeldLease) -> None:
                 code=claimed.error_code or "TooManyAttempts",
                 message=f"Gave up after {ctx.policy.max_attempts} attempts: {claimed.message}",
             )
-        source = resolve_source(ctx.settings.storage_root, claimed.path, account.storage_user)
+        source = resolve_source(
+            ctx.settings.storage_root,
+            claimed.path,
+            account.storage_user,
+            ctx.settings.allow_hard_links,
+        )
         fd = open_source(source)
     except NotFound:
         gone = AttemptFailure(

@@ -62,7 +62,10 @@ def _checked(services: Services, call: Call) -> NewUpload:
     destination = optional_str(obj, "destination_path", 4096)
     metadata = upload_fields.metadata(obj.get("metadata"))
     callback = upload_fields.callback_url(obj.get("callback"), services.settings.callback_allow)
-    source = resolve_source(services.settings.storage_root, path, account.storage_user)
+    settings = services.settings
+    source = resolve_source(
+        settings.storage_root, path, account.storage_user, settings.allow_hard_links
+    )
     key = upload_fields.object_key(destination, source.relative_path)
     return NewUpload(
         account_id=account.id,

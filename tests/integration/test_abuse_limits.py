@@ -3,6 +3,7 @@ on a FakeClock, so the rate limit refills when the test moves the clock, never b
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 from collections.abc import Iterator
@@ -37,11 +38,13 @@ def test_requests_over_the_rate_get_429_with_retry_after(
 ) -> None:
     busy = limited.client(limited.add_account(158, "jb"))
     calm = limited.client(limited.add_account(159, "other"))
+    # Distinct requests: the same signed request again is a replay, limited apart.
+    offsets = itertools.count()
     for _ in range(5):
-        busy.status()
+        busy.status(offset=next(offsets))
 
     def over_the_rate() -> httpx.Response:
-        signed = busy.build_request("aws.status")
+        signed = busy.build_request("aws.status", offset=next(offsets))
         return httpx.post(limited.url, data={"json": php_json_encode(signed)})
 
     response = over_the_rate()
@@ -55,7 +58,7 @@ def test_requests_over_the_rate_get_429_with_retry_after(
     clock.advance(0.25)  # half a token at 2 per second: still too soon
     assert over_the_rate().status_code == 429
     clock.advance(0.75)  # Retry-After's second has passed
-    assert busy.status() == []
+    assert busy.status(offset=next(offsets)) == []
 
 
 def test_queued_uploads_per_account_are_capped(limited: RunningService, bucket: str) -> None:

@@ -77,18 +77,20 @@ def test_zero_rate_means_no_limit() -> None:
         limiter.check(1)
 
 
-def test_a_replayed_signature_takes_no_token_until_the_window_has_passed() -> None:
+def test_replays_of_a_signature_spend_their_own_bucket_not_the_owners() -> None:
     clock = FakeClock()
     limiter = RateLimiter(rate=1.0, burst=2, now=clock.unix, replay_window=600)
+    limiter.check(1, "captured")  # counted once, from the owner's bucket
+    limiter.check(1, "captured")  # replays: from the replays' bucket
     limiter.check(1, "captured")
-    for _ in range(50):
-        limiter.check(1, "captured")  # replays: free
-    limiter.check(1, "the owner's next request")  # the second token of the burst is still there
+    with pytest.raises(RateLimited):
+        limiter.check(1, "captured")  # a flood of one request is still limited
+    limiter.check(1, "the owner's next request")  # the owner's second token is still there
     with pytest.raises(RateLimited):
         limiter.check(1, "another")
     clock.advance(601)  # past the window a replay would fail its timestamp check anyway
-    limiter.check(1, "captured")  # ...and it counts as new again
-    limiter.check(1, "captured")  # (then as a replay)
+    limiter.check(1, "captured")  # so it is counted as new again, from the owner's bucket
+    limiter.check(1, "captured")  # (and then as a replay)
 
 
 def test_the_memory_of_signatures_stays_bounded() -> None:

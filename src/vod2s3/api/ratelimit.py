@@ -3,8 +3,9 @@
 Each API process limits on its own, so N processes allow up to N times the rate: the limit
 is about keeping one account from monopolising a process, not an exact quota.
 
-A replay of a signed request this process has already counted takes no token: whoever
-captured an account's request cannot spend the account's budget with it.
+A replay of a signed request this process has already counted takes its token from a
+second bucket of the account, kept for replays: whoever captured an account's request
+cannot spend the account's budget with it, and a flood of one request is still limited.
 """
 
 from __future__ import annotations
@@ -46,25 +47,26 @@ class RateLimiter:
         self._replay_window = replay_window
         self._remembered = remembered
         self._counted: dict[tuple[int, str], float] = {}
+        self._replays: dict[int, _Bucket] = {}
 
     def check(self, account_id: int, signature: str = "") -> None:
         """Take a token for ``account_id`` or raise :class:`RateLimited`; a ``signature``
-        already counted within the replay window takes none."""
+        already counted within the replay window takes it from the replays' bucket."""
         if self._rate <= 0:
             return
         with self._lock:
             now = self._now()
-            if signature and self._seen(account_id, signature, now):
-                return
-            bucket = self._buckets.get(account_id)
+            replay = bool(signature) and self._seen(account_id, signature, now)
+            buckets = self._replays if replay else self._buckets
+            bucket = buckets.get(account_id)
             if bucket is None:
-                bucket = self._buckets[account_id] = _Bucket(self._burst, now)
+                bucket = buckets[account_id] = _Bucket(self._burst, now)
             elapsed = max(0.0, now - bucket.updated)
             bucket.tokens = min(self._burst, bucket.tokens + elapsed * self._rate)
             bucket.updated = now
             if bucket.tokens >= 1.0:
                 bucket.tokens -= 1.0
-                if signature:
+                if signature and not replay:
                     self._count(account_id, signature, now)
                 return
             wait = math.ceil((1.0 - bucket.tokens) / self._rate)

@@ -842,3 +842,16 @@ def test_a_trailing_slash_is_not_redirected_to_the_clients_host(
     assert "location" not in response.headers
     assert "evil.example" not in response.text
     refused(response, 404)
+
+
+@pytest.mark.parametrize("spelling", ["1.0", "1e0", "10E-1"])
+def test_a_number_spelled_otherwise_than_signed_is_refused(
+    svc: RunningService, http: httpx.Client, acct: IssuedCredentials, spelling: str
+) -> None:
+    """The signature was made over "limit":1 (as PHP writes it, and as PHP would re-encode
+    every spelling below): the same signature on "limit":<spelling> is a forgery."""
+    honest = status_text(acct, limit=1)
+    ok(post_json(http, svc.url, honest))
+    forged = honest.replace('"limit":1,', f'"limit":{spelling},')
+    assert forged != honest
+    refused(post_json(http, svc.url, forged), 401)

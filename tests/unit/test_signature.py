@@ -17,6 +17,7 @@ from vod2s3.api.signature import (
     candidate_texts,
     compute_signature,
     cut_signature,
+    numbers_in,
     sign_request,
     verify_signature,
 )
@@ -509,9 +510,13 @@ def test_signed_requests_verify_and_mutations_break_them(
     raw = php_json_encode(signed)
     obj = json.loads(raw)
     assert verify_signature([SEED_SECRET], raw, obj, obj["signature"])
-    # Sent in another layout, the PHP re-encoding of the parsed object still matches.
+    # Sent in another layout, the PHP re-encoding of the parsed object still matches, as
+    # long as that layout spells every number as PHP did: json.dumps writes the float 1.0
+    # that PHP wrote as 1, and a re-encoding never vouches for a number spelled otherwise.
     spaced = json.dumps(signed)
-    assert verify_signature([SEED_SECRET], spaced, json.loads(spaced), signed["signature"])
+    same_numbers = numbers_in(spaced) == numbers_in(raw)
+    relaid = verify_signature([SEED_SECRET], spaced, json.loads(spaced), signed["signature"])
+    assert relaid == same_numbers
 
     mutated = dict(obj)
     change = data.draw(st.sampled_from(["replace", "add", "remove"]), label="change")
@@ -530,3 +535,36 @@ def test_signed_requests_verify_and_mutations_break_them(
     tampered = php_json_encode(mutated)
     mutated_obj = json.loads(tampered)
     assert not verify_signature([SEED_SECRET], tampered, mutated_obj, mutated_obj["signature"])
+
+
+# --- one signature, one object (issue 12, item 4) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("signed_value", "sent_spelling"),
+    [
+        (1, "1.0"),  # PHP writes the float 1.0 as 1
+        (1, "1e0"),
+        (0, "-0"),
+        (18446744073709551999, "18446744073709551999"),  # PHP writes it 1.8446744073709552e+19
+        (10, "1.0e+1"),
+    ],
+)
+def test_a_signature_vouches_only_for_the_numbers_as_signed(
+    signed_value: object, sent_spelling: str
+) -> None:
+    """A client signed {"n": <signed_value>} as PHP writes it; an attacker sends the same
+    signature with the number spelled another way, which PHP's re-encoding would write as
+    the signed text. Refused: a re-encoding must reproduce every number as received."""
+    request = {"command": "aws.status", "metadata": {"n": signed_value}}
+    signed = sign_request(SEED_SECRET, request)
+    honest = php_json_encode(signed)
+    assert verify_signature([SEED_SECRET], honest, json.loads(honest), signed["signature"])
+    forged = honest.replace(f'"n":{php_json_encode(signed_value)}', f'"n":{sent_spelling}')
+    assert forged != honest
+    assert not verify_signature([SEED_SECRET], forged, json.loads(forged), signed["signature"])
+
+
+def test_numbers_in_reads_numbers_as_spelled_and_skips_strings() -> None:
+    text = '{"a":1.0,"b":"x 12 \\" 3","c":[1,-2e5,3.25E-1],"d":true,"1":null}'
+    assert numbers_in(text) == ["1.0", "1", "-2e5", "3.25E-1"]

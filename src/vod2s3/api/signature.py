@@ -21,6 +21,7 @@ __all__ = [
     "candidate_texts",
     "compute_signature",
     "cut_signature",
+    "numbers_in",
     "sign_request",
     "verify_signature",
 ]
@@ -37,6 +38,10 @@ _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 # Inside a container only strings and brackets matter; a bare quote means an unterminated string.
 _CONTAINER_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|["{}\[\]]', re.DOTALL)
 _SCALAR = re.compile(r"[^ \t\n\r,:{}\[\]\"]+")
+# A string (skipped) or a number, as they appear in JSON text.
+_STRING_OR_NUMBER = re.compile(
+    r'"[^"\\]*(?:\\.[^"\\]*)*"|-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?', re.DOTALL
+)
 
 
 class _Malformed(Exception):
@@ -165,6 +170,7 @@ def candidate_texts(raw: str, obj: Mapping[str, object]) -> list[str]:
     cut = cut_signature(raw)
     if cut is not None:
         texts.append(cut)
+    received = numbers_in(raw)
     unsigned = {key: value for key, value in obj.items() if key != SIGNATURE_FIELD}
     encoders: tuple[Callable[[object], str], ...] = (
         php_json_encode,
@@ -176,9 +182,21 @@ def candidate_texts(raw: str, obj: Mapping[str, object]) -> list[str]:
             text = encode(unsigned)
         except ValueError:
             continue
-        if text not in texts:
+        # A re-encoding stands for the received text only if it spells every number as it
+        # was received: PHP's writes 1.0 as 1, and a float for a huge integer, so a
+        # signature over {"n":1} must not also vouch for {"n":1.0}.
+        if text not in texts and numbers_in(text) == received:
             texts.append(text)
     return texts
+
+
+def numbers_in(text: str) -> list[str]:
+    """The numbers of a JSON text, as spelled, in order (strings skipped)."""
+    return [
+        match.group()
+        for match in _STRING_OR_NUMBER.finditer(text)
+        if not match.group().startswith('"')
+    ]
 
 
 def verify_signature(

@@ -9,9 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Delete, Engine, Insert, Integer, String, bindparam, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from vod2s3.store.db import transaction
+from vod2s3.store.db import dialect_insert, transaction
 from vod2s3.store.rows import FromRow
 from vod2s3.store.schema import command_answers
 from vod2s3.store.sqltime import SqlTime, TimeKind, later_sql, now_sql
@@ -36,7 +35,7 @@ _RECALL = select(
 
 @functools.cache
 def _remember(kind: TimeKind, dialect: str) -> Insert:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(dialect)
     return (
         insert(command_answers)
         .values(created=now_sql(kind))

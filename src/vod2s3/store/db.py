@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, Table, create_engine, event, exc
+from sqlalchemy.dialects import postgresql, sqlite
 
 from vod2s3.errors import DatabaseUnavailable
 
 IDLE_IN_TRANSACTION_MS = 30_000
+
+
+def dialect_insert(dialect: str) -> Callable[[Table], postgresql.Insert | sqlite.Insert]:
+    """The dialect's own INSERT, which has ON CONFLICT (PostgreSQL and SQLite both spell it
+    the same way; SQLAlchemy's generic insert has none). By name, so that statements built
+    with it can be cached per dialect."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def make_engine(url: str) -> Engine:

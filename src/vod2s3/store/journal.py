@@ -17,10 +17,15 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, Integer, String, Update, bindparam, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from vod2s3.store.db import transaction
-from vod2s3.store.queue import holder_guard, holder_params
+from vod2s3.store.db import dialect_insert, transaction
+from vod2s3.store.queue import (
+    FORGET_PARTS,
+    GUARD_ID,
+    LEASE_OFFSET,
+    holder_guard,
+    holder_params,
+)
 from vod2s3.store.rows import (
     ABANDONED_COLUMNS,
     AbandonedMultipart,
@@ -31,11 +36,9 @@ from vod2s3.store.rows import (
 from vod2s3.store.schema import upload_parts, uploads
 from vod2s3.store.sqltime import SqlTime, TimeKind, later_sql, now_sql
 
-_ID = bindparam("guard_id", type_=Integer())
 _PART_NUMBER = bindparam("of_part", type_=Integer())
 _KEEP = bindparam("keep_parts", expanding=True, type_=Integer())
 _MULTIPART_ID = bindparam("of_multipart", type_=String())
-_LEASE = "sql_lease"
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ def _held_write(kind: TimeKind, progress: str) -> Update:
     ``bytes_uploaded`` follows: "reset" (a new multipart upload), "kept" (the sum of the
     parts kept), "plus-part" (the sum of the other parts plus the one being recorded)."""
     values: dict[str, Any] = {
-        "lease_expires": later_sql(kind, _LEASE),
+        "lease_expires": later_sql(kind, LEASE_OFFSET),
         "last_updated": now_sql(kind),
     }
     if progress == "reset":
@@ -79,24 +82,25 @@ def _held_read(kind: TimeKind) -> Update:
     return (
         update(uploads)
         .where(holder_guard(kind))
-        .values(lease_expires=later_sql(kind, _LEASE))
+        .values(lease_expires=later_sql(kind, LEASE_OFFSET))
         .returning(uploads.c.multipart_upload_id, uploads.c.part_size, uploads.c.source_mtime_ns)
     )
 
 
 _PARTS = (
-    select(upload_parts).where(upload_parts.c.upload_id == _ID).order_by(upload_parts.c.part_number)
+    select(upload_parts)
+    .where(upload_parts.c.upload_id == GUARD_ID)
+    .order_by(upload_parts.c.part_number)
 )
-_FORGET_ALL = delete(upload_parts).where(upload_parts.c.upload_id == _ID)
 _FORGET_OTHERS = delete(upload_parts).where(
-    upload_parts.c.upload_id == _ID, upload_parts.c.part_number.not_in(_KEEP)
+    upload_parts.c.upload_id == GUARD_ID, upload_parts.c.part_number.not_in(_KEEP)
 )
 
 
 def _upsert_part(dialect: str) -> Any:
     """Insert a part, or replace the one of the same number (a retried write, or a part
     sent again): one statement on both databases."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(dialect)
     statement = insert(upload_parts)
     return statement.on_conflict_do_update(
         index_elements=[upload_parts.c.upload_id, upload_parts.c.part_number],
@@ -135,7 +139,7 @@ class PartJournal:
         with transaction(self._engine) as conn:
             if conn.execute(_held_write(self._time.kind, "reset"), params).first() is None:
                 return False
-            conn.execute(_FORGET_ALL, {_ID.key: lease.upload_id})
+            conn.execute(FORGET_PARTS, {GUARD_ID.key: lease.upload_id})
             return True
 
     def resumed(self, lease: Lease, kept: Sequence[StoredPart]) -> bool:
@@ -145,7 +149,7 @@ class PartJournal:
         with transaction(self._engine) as conn:
             if conn.execute(_held_write(self._time.kind, "kept"), params).first() is None:
                 return False
-            conn.execute(_FORGET_OTHERS, {_ID.key: lease.upload_id, _KEEP.key: numbers})
+            conn.execute(_FORGET_OTHERS, {GUARD_ID.key: lease.upload_id, _KEEP.key: numbers})
             return True
 
     def part_sent(self, lease: Lease, part: StoredPart) -> bool:
@@ -179,7 +183,7 @@ class PartJournal:
                 return JournalRead(held=False, multipart=None)
             if row.multipart_upload_id is None:
                 return JournalRead(held=True, multipart=None)
-            parts = conn.execute(_PARTS, {_ID.key: lease.upload_id}).all()
+            parts = conn.execute(_PARTS, {GUARD_ID.key: lease.upload_id}).all()
         return JournalRead(
             held=True,
             multipart=StoredMultipart(
@@ -212,12 +216,12 @@ class PartJournal:
             done = conn.execute(
                 update(uploads)
                 .where(
-                    uploads.c.id == _ID,
+                    uploads.c.id == GUARD_ID,
                     uploads.c.state == "cancelled",
                     uploads.c.multipart_upload_id == _MULTIPART_ID,
                 )
                 .values(multipart_upload_id=None, part_size=None, source_mtime_ns=None),
-                {_ID.key: upload_id, _MULTIPART_ID.key: multipart_upload_id},
+                {GUARD_ID.key: upload_id, _MULTIPART_ID.key: multipart_upload_id},
             ).rowcount
             if done:
-                conn.execute(_FORGET_ALL, {_ID.key: upload_id})
+                conn.execute(FORGET_PARTS, {GUARD_ID.key: upload_id})

@@ -47,10 +47,10 @@ from vod2s3.store.sqltime import SqlTime, TimeKind, later_sql, now_sql
 _VOLUMES = bindparam("claim_volumes", expanding=True, type_=String())
 _WORKER_ID = bindparam("claim_worker_id", type_=Integer())
 _WORKER_NAME = bindparam("claim_worker_name", type_=String())
-_ID = bindparam("guard_id", type_=Integer())
+GUARD_ID = bindparam("guard_id", type_=Integer())
 _TOKEN = bindparam("guard_token", type_=Integer())
 _HELD: BindParameter[Any] = bindparam("guard_held", expanding=True)
-_LEASE = "sql_lease"  # now + the lease: when a lease taken or renewed now runs out
+LEASE_OFFSET = "sql_lease"  # now + the lease: when a lease taken or renewed now runs out
 _MARGIN = "sql_margin"  # now + the margin a holder must still have to act
 _DELAY = "sql_delay"  # now + a retry's backoff
 
@@ -67,15 +67,6 @@ def margin_of(lease: timedelta) -> timedelta:
 
 
 @dataclass(frozen=True)
-class Claim:
-    upload: ClaimedUpload
-
-    @property
-    def lease(self) -> Lease:
-        return self.upload.lease
-
-
-@dataclass(frozen=True)
 class Finished:
     """An outcome the holder recorded; ``seconds`` since the upload's first claim."""
 
@@ -85,7 +76,7 @@ class Finished:
 def holder_guard(kind: TimeKind) -> ColumnElement[bool]:
     """The fence of every holder's write: the token still holds, with margin to spare."""
     return and_(
-        uploads.c.id == _ID,
+        uploads.c.id == GUARD_ID,
         uploads.c.lease_token == _TOKEN,
         uploads.c.state == "uploading",
         uploads.c.lease_expires > later_sql(kind, _MARGIN),
@@ -98,9 +89,9 @@ def holder_params(
     """Parameters of a guarded statement: the lease's identity and the times it compares
     (and, when ``renew``, the new end of the lease)."""
     if renew:
-        offsets[_LEASE] = length
+        offsets[LEASE_OFFSET] = length
     return {
-        _ID.key: lease.upload_id,
+        GUARD_ID.key: lease.upload_id,
         _TOKEN.key: lease.token,
         **time.bind(sql_margin=margin_of(length), **offsets),
     }
@@ -134,7 +125,7 @@ def _claim(kind: TimeKind, postgres: bool, by_volume: bool) -> Update:
             lease_owner=_WORKER_NAME,
             worker_id=_WORKER_ID,
             lease_token=uploads.c.lease_token + 1,
-            lease_expires=later_sql(kind, _LEASE),
+            lease_expires=later_sql(kind, LEASE_OFFSET),
             attempts=uploads.c.attempts + 1,
             started=func.coalesce(uploads.c.started, now),
             last_updated=now,
@@ -246,7 +237,7 @@ def _renew_all(kind: TimeKind) -> Update:
             uploads.c.state == "uploading",
             uploads.c.lease_expires > now,
         )
-        .values(lease_expires=later_sql(kind, _LEASE))
+        .values(lease_expires=later_sql(kind, LEASE_OFFSET))
         .returning(uploads.c.id)
     )
 
@@ -256,7 +247,7 @@ def _fence(kind: TimeKind) -> Update:
     return (
         update(uploads)
         .where(holder_guard(kind))
-        .values(lease_expires=later_sql(kind, _LEASE))
+        .values(lease_expires=later_sql(kind, LEASE_OFFSET))
         .returning(uploads.c.id)
     )
 
@@ -287,7 +278,8 @@ def _end(kind: TimeKind, outcome: str) -> Update:
     )
 
 
-_FORGET_PARTS = delete(upload_parts).where(upload_parts.c.upload_id == _ID)
+# Forgetting an upload's parts: at the end of an attempt, and when the journal starts over.
+FORGET_PARTS = delete(upload_parts).where(upload_parts.c.upload_id == GUARD_ID)
 
 
 class LeaseQueue:
@@ -385,7 +377,7 @@ class LeaseQueue:
             if row is None:
                 return None
             if parts_recorded:
-                conn.execute(_FORGET_PARTS, {_ID.key: lease.upload_id})
+                conn.execute(FORGET_PARTS, {GUARD_ID.key: lease.upload_id})
             enqueue_callback(conn, self._time, lease.upload_id, row.account_id, row.callback)
         return Finished(_seconds_between(row.started, row.last_updated))
 

@@ -24,9 +24,8 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
-from vod2s3.store.db import transaction
+from vod2s3.store.db import dialect_insert, transaction
 from vod2s3.store.outbox import enqueue_callback, supersede_callbacks
 from vod2s3.store.rows import RECORD_COLUMNS, UploadRecord
 from vod2s3.store.schema import uploads
@@ -139,7 +138,7 @@ def _queue_new(kind: TimeKind, dialect: str, capped: bool) -> Insert:
         row = row.where(active < _CAP)
     else:
         row = row.where(true())  # SQLite reads "SELECT … ON CONFLICT" only after a WHERE
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(dialect)
     return (
         insert(uploads)
         .from_select(list(values), row)

@@ -31,7 +31,7 @@ from vod2s3.s3 import (
     upload,
 )
 from vod2s3.storage import open_source, resolve_source
-from vod2s3.store.journal import PartJournal
+from vod2s3.store.journal import JournalRead, PartJournal
 from vod2s3.store.queue import LeaseQueue
 from vod2s3.store.rows import AbandonedMultipart, ClaimedUpload, StoredPart
 from vod2s3.worker.accounts import AccountCache
@@ -121,6 +121,18 @@ def _stored(part: SentPart) -> StoredPart:
     return StoredPart(part.number, part.etag, part.checksum, part.length)
 
 
+def read_journal(ctx: JobContext, held: HeldLease) -> JournalRead:
+    """The part journal, read only while the lease holds. The read renews the lease, as a
+    journal write does; a refused one marks it lost."""
+    asked_at = time.monotonic()
+    read = patiently(ctx, held.lease.upload_id, lambda: ctx.journal.read(held.lease))
+    if read.held:
+        held.renewed(asked_at)
+    else:
+        held.lose()
+    return read
+
+
 def resume_state(
     ctx: JobContext, claimed: ClaimedUpload, held: HeldLease
 ) -> MultipartProgress | None:
@@ -129,10 +141,7 @@ def resume_state(
     # nobody else may change that while we hold the lease: most uploads skip the lookup.
     if claimed.multipart_upload_id is None:
         return None
-    read = patiently(ctx, claimed.id, lambda: ctx.journal.read(held.lease))
-    if not read.held:
-        held.lose()
-    state = read.multipart
+    state = read_journal(ctx, held).multipart
     if state is None:
         return None
     return MultipartProgress(
@@ -373,9 +382,8 @@ def _abort_stored_multipart(
     recorded only means another attempt. The read is fenced (and renews the lease): a
     worker that lost the upload reads nothing, so it cannot abort the new owner's upload.
     False when the lease is gone."""
-    read = patiently(ctx, claimed.id, lambda: ctx.journal.read(held.lease))
+    read = read_journal(ctx, held)
     if not read.held:
-        held.lose()
         return False
     if read.multipart is None or account is None:
         return True

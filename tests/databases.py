@@ -15,9 +15,9 @@ from tests.helpers import missing_requirement
 
 ADMIN_URL = os.environ.get("VOD2S3_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 HOW_TO_ENABLE = (
-    "PostgreSQL is not reachable at 127.0.0.1:5432: start it (on Debian: "
-    "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`) or point "
-    "VOD2S3_TEST_POSTGRES at an admin URL to run the PostgreSQL tests"
+    "PostgreSQL is not reachable at 127.0.0.1:5432: start the machine's PostgreSQL server "
+    "(the tests never start, stop or restart it themselves) or point VOD2S3_TEST_POSTGRES "
+    "at an admin URL to run the PostgreSQL tests"
 )
 
 

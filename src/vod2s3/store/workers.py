@@ -26,7 +26,6 @@ from sqlalchemy import (
     Insert,
     Integer,
     Interval,
-    Select,
     Update,
     bindparam,
     func,
@@ -111,16 +110,16 @@ def _declare_dead(kind: TimeKind) -> Update:
     )
 
 
-def _postgres_dead() -> Select[tuple[int]]:
-    """Live-registered workers whose advisory lock is free: their sessions are gone. The
-    transaction-level lock taken to find out is released when the transaction ends."""
-    server_up = func.statement_timestamp() - func.pg_postmaster_start_time()
-    return select(workers.c.id).where(
-        workers.c.stopped.is_(None),
-        workers.c.id != _ME,
-        server_up > bindparam("grace", type_=Interval()),
-        func.pg_try_advisory_xact_lock(LOCK_NAMESPACE, workers.c.id),
-    )
+# Live-registered workers whose advisory lock is free: their sessions are gone. The
+# transaction-level lock taken to find out is released when the transaction ends. Built
+# once: every worker runs it every second.
+_POSTGRES_DEAD = select(workers.c.id).where(
+    workers.c.stopped.is_(None),
+    workers.c.id != _ME,
+    func.statement_timestamp() - func.pg_postmaster_start_time()
+    > bindparam("grace", type_=Interval()),
+    func.pg_try_advisory_xact_lock(LOCK_NAMESPACE, workers.c.id),
+)
 
 
 _REVOKE = (
@@ -167,7 +166,7 @@ class WorkerRegistry:
             if self._postgres:
                 dead = [
                     int(row.id)
-                    for row in conn.execute(_postgres_dead(), {_ME.key: me, "grace": RESTART_GRACE})
+                    for row in conn.execute(_POSTGRES_DEAD, {_ME.key: me, "grace": RESTART_GRACE})
                 ]
             else:
                 dead = self._dead_on_this_host(conn, me)

@@ -18,6 +18,7 @@ import json
 import math
 import re
 from collections.abc import Iterator
+from json.encoder import encode_basestring_ascii
 
 __all__ = ["PHP_MAX_DEPTH", "php_json_encode", "plain_json_encode"]
 
@@ -33,39 +34,27 @@ _INT64_MAX = 2**63 - 1
 _PHP_FIXED_MIN_DECPT = -3
 _PHP_FIXED_MAX_DECPT = 17
 
-_PHP_SHORT_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "/": "\\/",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-}
-# DEL (0x7f) is deliberately absent: PHP leaves it raw, unlike Python's ensure_ascii.
-_PHP_NEEDS_ESCAPE = re.compile(r'["\\/\x00-\x1f\u0080-\U0010ffff]')
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-def _php_escape_char(match: re.Match[str]) -> str:
-    char = match.group()
-    short = _PHP_SHORT_ESCAPES.get(char)
-    if short is not None:
-        return short
-    code = ord(char)
-    if 0xD800 <= code <= 0xDFFF:
-        # A lone surrogate is invalid UTF-8 on PHP's side: json_encode() fails
-        # (JSON_ERROR_UTF8), so no PHP client can have signed such a text.
-        raise ValueError("string contains a lone surrogate; PHP's json_encode cannot encode it")
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    code -= 0x10000
-    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+_DEL = "\x7f"
 
 
 def _php_string(text: str) -> str:
-    return '"' + _PHP_NEEDS_ESCAPE.sub(_php_escape_char, text) + '"'
+    # Python's ASCII-only string encoder (C) writes what PHP writes: the same short escapes
+    # (\" \\ \b \f \n \r \t), other control and non-ASCII characters as lowercase \uXXXX,
+    # surrogate pairs beyond the BMP. PHP also escapes "/" (and, in that output, a "/" is
+    # never part of an escape), and leaves DEL raw where Python writes \u007f. Kept in C for
+    # every character: this runs on request bodies before anyone is authenticated.
+    if _SURROGATE.search(text):
+        # A lone surrogate is invalid UTF-8 on PHP's side: json_encode() fails
+        # (JSON_ERROR_UTF8), so no PHP client can have signed such a text.
+        raise ValueError("string contains a lone surrogate; PHP's json_encode cannot encode it")
+    if _DEL not in text:
+        return encode_basestring_ascii(text).replace("/", "\\/")
+    # Each DEL-free piece encoded on its own, joined with raw DEL: '"a"\x7f"b"'. A raw DEL
+    # appears nowhere else in the output (the encoder escapes it), so dropping the quotes
+    # around each one leaves '"a\x7fb"'.
+    pieces = _DEL.join(map(encode_basestring_ascii, text.split(_DEL)))
+    return pieces.replace('"' + _DEL + '"', _DEL).replace("/", "\\/")
 
 
 def _shortest_digits(value: float) -> tuple[str, int]:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import php_binary
 from vod2s3.api.signature import (
+    REENCODE_LIMIT,
     candidate_texts,
     compute_signature,
     cut_signature,
@@ -351,7 +352,7 @@ def test_unencodable_raw_text_never_raises() -> None:
 
 def test_candidates_in_order() -> None:
     raw = json.dumps({**REQUEST, "signature": "x"}, indent=1)
-    assert candidate_texts(raw, json.loads(raw)) == [
+    assert list(candidate_texts(raw, json.loads(raw))) == [
         json.dumps(REQUEST, indent=1),
         php_json_encode(REQUEST),
         plain_json_encode(REQUEST, ascii_only=False),
@@ -362,14 +363,15 @@ def test_candidates_in_order() -> None:
 def test_candidates_without_duplicates() -> None:
     request = {"command": "aws.status", "cdn": 158, "limit": 25}
     raw = php_json_encode({**request, "signature": "x"})
-    assert candidate_texts(raw, json.loads(raw)) == [
+    assert list(candidate_texts(raw, json.loads(raw))) == [
         '{"command":"aws.status","cdn":158,"limit":25}'
     ]
 
 
 def test_candidates_without_a_cut() -> None:
     obj = {"a": "b/c"}
-    assert candidate_texts("not json", obj) == ['{"a":"b\\/c"}', '{"a":"b/c"}']
+    # No received text to hold a re-encoding's numbers to: nothing can stand for it.
+    assert list(candidate_texts("not json", obj)) == []
 
 
 def test_candidates_skip_unencodable_values() -> None:
@@ -377,8 +379,14 @@ def test_candidates_skip_unencodable_values() -> None:
     raw = '{"a":NaN,"signature":"x"}'
     obj = json.loads(raw)
     assert math.isnan(obj["a"])
-    assert candidate_texts(raw, obj) == ['{"a":NaN}']
-    assert candidate_texts("", {"a": "\ud800"}) == ['{"a":"\\ud800"}']
+    assert list(candidate_texts(raw, obj)) == ['{"a":NaN}']
+    spaced = '{"a": "\\ud800", "signature": "x"}'
+    # PHP's encoder and a raw UTF-8 one cannot write a lone surrogate: only the cut and the
+    # ASCII-only encoding are candidates.
+    assert list(candidate_texts(spaced, json.loads(spaced))) == [
+        '{"a": "\\ud800"}',
+        '{"a":"\\ud800"}',
+    ]
 
 
 # --- sign_request --------------------------------------------------------------------------
@@ -568,3 +576,16 @@ def test_a_signature_vouches_only_for_the_numbers_as_signed(
 def test_numbers_in_reads_numbers_as_spelled_and_skips_strings() -> None:
     text = '{"a":1.0,"b":"x 12 \\" 3","c":[1,-2e5,3.25E-1],"d":true,"1":null}'
     assert numbers_in(text) == ["1.0", "1", "-2e5", "3.25E-1"]
+
+
+def test_long_texts_are_only_cut_never_re_encoded() -> None:
+    # Re-encoding is most of what a wrong signature costs before authentication: beyond
+    # REENCODE_LIMIT only the byte-exact cut is a candidate.
+    request = {**REQUEST, "padding": "/" * REENCODE_LIMIT}
+    raw = json.dumps({**request, "signature": "x"}, indent=1)
+    assert list(candidate_texts(raw, json.loads(raw))) == [json.dumps(request, indent=1)]
+    signed = sign_request(SEED_SECRET, request)
+    assert verify_signature([SEED_SECRET], php_json_encode(signed), signed, signed["signature"])
+    # Re-laid out, the same request is no longer recognised: its signed text is not cut out.
+    spaced = json.dumps(signed)
+    assert not verify_signature([SEED_SECRET], spaced, signed, signed["signature"])

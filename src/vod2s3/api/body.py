@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
@@ -20,6 +22,10 @@ from vod2s3.errors import BadRequest, PayloadTooLarge, RequestTimeout, Unsupport
 T = TypeVar("T")
 FORM_FIELD = "json"
 MAX_DEPTH = 32
+# Values of any kind (object keys included) in one request object, or in JSON sent inside
+# one of its strings. A real request has a few dozen; metadata at most a few hundred (S3
+# takes 2 KB of it).
+MAX_VALUES = 1000
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 ACCEPTED_TYPES = (
     "multipart/form-data or application/x-www-form-urlencoded with the request object in "
@@ -156,37 +162,84 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _depth_ok(raw: str) -> bool:
-    depth = 0
-    in_string = escaped = False
-    for ch in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
+def _shape_error(value: Any) -> str | None:
+    """What is wrong with the shape of a parsed value, if anything: nesting deeper than
+    MAX_DEPTH, more than MAX_VALUES values, or an unpaired surrogate in a string.
+
+    Visits at most MAX_VALUES + 1 values, so its cost does not grow with the body.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    seen = 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return f"holds more than {MAX_VALUES} values: send only the command's fields"
+        if isinstance(item, str):
+            if _LONE_SURROGATE.search(item) is not None:
+                # "\ud800" without its pair is valid JSON syntax but no text: it cannot be
+                # encoded as UTF-8 for a database, a header or a file name.
+                return (
+                    "holds an unpaired surrogate escape (\\ud800-\\udfff) in a string: "
+                    "send text as valid Unicode (UTF-8)"
+                )
+        elif isinstance(item, dict | list):
             if depth > MAX_DEPTH:
-                return False
-        elif ch in "]}":
-            depth -= 1
-    return True
+                return f"is nested deeper than {MAX_DEPTH} levels"
+            if isinstance(item, dict):
+                # Keys count as values: they are strings to check, and work to encode.
+                stack.extend((key, depth) for key in item)
+                stack.extend((member, depth + 1) for member in item.values())
+            else:
+                stack.extend((element, depth + 1) for element in item)
+    return None
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a text is parsed. A body of tens of thousands of
+    tiny lists would otherwise set off dozens of collections, some over the whole heap of
+    a long-running server: far more work than the parse. What the parse builds has no
+    cycles, so reference counting frees it all."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def parse_json(raw: str, what: str) -> Any:
     """``raw`` as JSON under the request's rules, wherever JSON text arrives (the request
-    object, and JSON carried inside one of its strings): nesting at most MAX_DEPTH, no
-    duplicated keys, no NaN or Infinity and no number beyond a float's range, no unpaired
-    surrogate. ``what`` names the text in the messages ("The request object")."""
-    if not _depth_ok(raw):
-        raise BadRequest(f"{what} is nested deeper than {MAX_DEPTH} levels")
+    object, and JSON carried inside one of its strings): nesting at most MAX_DEPTH, at most
+    MAX_VALUES values, no duplicated keys, no NaN or Infinity and no number beyond a float's
+    range, no unpaired surrogate. ``what`` names the text in the messages ("The request
+    object").
+
+    Whatever a client sends, the work is bounded: one pass of the C parser over at most the
+    body limit, then Python-level work on at most MAX_VALUES values. A body made to be
+    expensive (tens of thousands of nested lists) is refused after the C pass.
+    """
     try:
-        value = json.loads(
+        # The C parser alone first: it is fast on any text, and it finds what is not JSON.
+        with _collector_paused():
+            shape = _shape_error(json.loads(raw))
+    except json.JSONDecodeError as error:
+        raise BadRequest(
+            f"{what} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    except RecursionError:
+        shape = f"is nested deeper than {MAX_DEPTH} levels"
+    except ValueError:
+        # int() refuses numbers of more than 4300 digits (CPython's DoS guard).
+        raise BadRequest(f"{what} holds a number with too many digits") from None
+    if shape is not None:
+        raise BadRequest(f"{what} {shape}")
+    try:
+        # Again with the rules the C parser does not apply, on a value now known to be small.
+        return json.loads(
             raw,
             object_pairs_hook=_unique_keys,
             parse_constant=_refuse_constant,
@@ -194,21 +247,6 @@ def parse_json(raw: str, what: str) -> Any:
         )
     except BadRequest as error:
         raise BadRequest(f"{what} is not valid: {error.message}") from None
-    except json.JSONDecodeError as error:
-        raise BadRequest(
-            f"{what} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
-        ) from None
-    except ValueError:
-        # int() refuses numbers of more than 4300 digits (CPython's DoS guard).
-        raise BadRequest(f"{what} holds a number with too many digits") from None
-    if _has_lone_surrogate(value):
-        # "\ud800" without its pair is valid JSON syntax but no text: it cannot be encoded
-        # as UTF-8 for a database, a header or a file name.
-        raise BadRequest(
-            f"{what} holds an unpaired surrogate escape (\\ud800-\\udfff) in a string: "
-            "send text as valid Unicode (UTF-8)"
-        )
-    return value
 
 
 def parse_request_object(raw: str) -> dict[str, Any]:
@@ -218,14 +256,3 @@ def parse_request_object(raw: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise BadRequest("The request object must be a JSON object ({...}), not a list or value")
     return obj
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    # Recursion is bounded by MAX_DEPTH, checked before parsing.
-    if isinstance(value, str):
-        return _LONE_SURROGATE.search(value) is not None
-    if isinstance(value, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_lone_surrogate(item) for item in value)
-    return False

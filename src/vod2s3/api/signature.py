@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from vod2s3.jsonenc import php_json_encode, plain_json_encode
 
 __all__ = [
+    "REENCODE_LIMIT",
     "SIGNATURE_FIELD",
     "candidate_texts",
     "compute_signature",
@@ -28,6 +30,12 @@ __all__ = [
 
 SIGNATURE_FIELD = "signature"
 
+# Longer texts are checked only as cut (byte-exact), not re-encoded: every field of a real
+# request together (2 KB of metadata written as PHP's \uXXXX escapes, a 2,048-character
+# callback URL, paths) stays far below it, and re-encoding is most of the work a wrong
+# signature costs before anyone is authenticated.
+REENCODE_LIMIT = 16 * 1024
+
 # Only the literal spelling counts: a key written with escapes is left to the re-encodings, so
 # the scanner never has to decode strings.
 _SIGNATURE_KEY = '"' + SIGNATURE_FIELD + '"'
@@ -38,10 +46,6 @@ _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 # Inside a container only strings and brackets matter; a bare quote means an unterminated string.
 _CONTAINER_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|["{}\[\]]', re.DOTALL)
 _SCALAR = re.compile(r"[^ \t\n\r,:{}\[\]\"]+")
-# A string (skipped) or a number, as they appear in JSON text.
-_STRING_OR_NUMBER = re.compile(
-    r'"[^"\\]*(?:\\.[^"\\]*)*"|-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?', re.DOTALL
-)
 
 
 class _Malformed(Exception):
@@ -160,17 +164,24 @@ def cut_signature(raw: str) -> str | None:
     return raw[:cut_from] + raw[cut_to:]
 
 
-def candidate_texts(raw: str, obj: Mapping[str, object]) -> list[str]:
+def candidate_texts(raw: str, obj: Mapping[str, object]) -> Iterator[str]:
     """The texts a client may have signed, most likely first, without duplicates.
 
-    Re-encodings the object cannot have come from (NaN, lone surrogates, too deep for PHP) are
-    left out rather than raised.
+    A generator: the byte-exact cut comes first and the re-encodings are made only if the
+    caller asks for more (:func:`verify_signature` stops at the first match), and only for a
+    text of at most REENCODE_LIMIT characters. Re-encodings the object cannot have come from
+    (NaN, lone surrogates, too deep for PHP) are left out rather than raised.
     """
-    texts: list[str] = []
+    given: list[str] = []
     cut = cut_signature(raw)
     if cut is not None:
-        texts.append(cut)
+        given.append(cut)
+        yield cut
+    if len(raw) > REENCODE_LIMIT:
+        return
     received = numbers_in(raw)
+    if received is None:
+        return  # not JSON: no spelling of a number to hold a re-encoding to
     unsigned = {key: value for key, value in obj.items() if key != SIGNATURE_FIELD}
     encoders: tuple[Callable[[object], str], ...] = (
         php_json_encode,
@@ -185,18 +196,28 @@ def candidate_texts(raw: str, obj: Mapping[str, object]) -> list[str]:
         # A re-encoding stands for the received text only if it spells every number as it
         # was received: PHP's writes 1.0 as 1, and a float for a huge integer, so a
         # signature over {"n":1} must not also vouch for {"n":1.0}.
-        if text not in texts and numbers_in(text) == received:
-            texts.append(text)
-    return texts
+        if text not in given and numbers_in(text) == received:
+            given.append(text)
+            yield text
 
 
-def numbers_in(text: str) -> list[str]:
-    """The numbers of a JSON text, as spelled, in order (strings skipped)."""
-    return [
-        match.group()
-        for match in _STRING_OR_NUMBER.finditer(text)
-        if not match.group().startswith('"')
-    ]
+def numbers_in(text: str) -> list[str] | None:
+    """The numbers of a JSON text, as spelled, in order; None if the text is not JSON.
+
+    Read by the C parser, which hands each number's spelling to a hook: the cost is a C pass
+    over the text plus one call per number, however many strings or escapes it holds.
+    """
+    spelled: list[str] = []
+
+    def record(spelling: str) -> int:
+        spelled.append(spelling)
+        return 0
+
+    try:
+        json.loads(text, parse_int=record, parse_float=record)
+    except (ValueError, RecursionError):
+        return None
+    return spelled
 
 
 def verify_signature(
@@ -205,8 +226,11 @@ def verify_signature(
     """Whether ``signature`` signs one of :func:`candidate_texts` with one of ``secrets``.
 
     Several secrets are valid during a rotation's grace period. Never raises on client input:
-    a signature that is not an ASCII string is simply wrong. Every pair is compared, with
-    :func:`hmac.compare_digest`, so timing does not tell which secret or encoding matched.
+    a signature that is not an ASCII string is simply wrong. Texts are tried in order and the
+    first that matches ends the search, so a request signed over the text it sent (every
+    known client) costs one text; a wrong signature costs them all. Within a text every
+    secret is compared, with :func:`hmac.compare_digest`, so timing does not tell which
+    secret matched; which text matched only the signer can know.
     """
     if isinstance(secrets, str):
         # A bare str is a Sequence[str] of one-character secrets: always a caller bug.
@@ -217,8 +241,8 @@ def verify_signature(
         given = signature.encode("ascii")
     except UnicodeEncodeError:
         return False
-    matched = False
     for text in candidate_texts(raw, obj):
+        matched = False
         for secret in secrets:
             try:
                 expected = compute_signature(secret, text).encode("ascii")
@@ -226,7 +250,9 @@ def verify_signature(
                 # A lone surrogate in the received text cannot be what a client hashed as UTF-8.
                 continue
             matched |= hmac.compare_digest(expected, given)
-    return matched
+        if matched:
+            return True
+    return False
 
 
 def sign_request(secret: str, request: Mapping[str, object]) -> dict[str, object]:

@@ -49,7 +49,9 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
-def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def _networks(
+    raw: str, name: str = "VOD2S3_CALLBACK_ALLOW"
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     nets = []
     for item in raw.split(","):
         item = item.strip()
@@ -59,7 +61,7 @@ def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
             nets.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
             raise ConfigurationError(
-                f"VOD2S3_CALLBACK_ALLOW: {item!r} is not a network such as 127.0.0.0/8"
+                f"{name}: {item!r} is not a network such as 127.0.0.0/8"
             ) from None
     return tuple(nets)
 
@@ -115,6 +117,18 @@ class Settings:
     rate_burst: int = 40
     max_queued_per_account: int = 10_000  # queued + uploading uploads; 0 = no cap
     body_timeout: float = 30.0  # seconds a client has to send its whole request body
+    # Before any signature is checked: requests per second from one client address (an
+    # IPv6 client's /64), per API process; 0 = off.
+    address_rate_limit: float = 50.0
+    address_rate_burst: int = 100
+    # Reverse proxies whose X-Forwarded-For names the client (nginx in front, say). Any
+    # other peer is the client itself, whatever header it sends.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
+        default_factory=tuple
+    )
+    header_timeout: float = 10.0  # seconds a connection has to send a request's headers
+    connections_per_address: int = 64  # open at once from one client (trusted proxies: any)
+    max_connections: int = 4096  # open at once in all; also kept below the file limit
     # A regular file with more than one hard link may be another user's file linked into
     # this folder: refused unless the operator says customers cannot make links there.
     allow_hard_links: bool = False
@@ -158,6 +172,20 @@ class Settings:
                 env, "VOD2S3_MAX_QUEUED_PER_ACCOUNT", default.max_queued_per_account, 0
             ),
             body_timeout=_float(env, "VOD2S3_BODY_TIMEOUT", default.body_timeout, 0.1),
+            address_rate_limit=_float(
+                env, "VOD2S3_ADDRESS_RATE_LIMIT", default.address_rate_limit, 0.0
+            ),
+            address_rate_burst=_int(
+                env, "VOD2S3_ADDRESS_RATE_BURST", default.address_rate_burst, 1
+            ),
+            trusted_proxies=_networks(
+                env.get("VOD2S3_TRUSTED_PROXIES", ""), "VOD2S3_TRUSTED_PROXIES"
+            ),
+            header_timeout=_float(env, "VOD2S3_HEADER_TIMEOUT", default.header_timeout, 0.1),
+            connections_per_address=_int(
+                env, "VOD2S3_CONNECTIONS_PER_ADDRESS", default.connections_per_address, 1
+            ),
+            max_connections=_int(env, "VOD2S3_MAX_CONNECTIONS", default.max_connections, 16),
             callback_timeout=_float(env, "VOD2S3_CALLBACK_TIMEOUT", default.callback_timeout, 0.1),
             allow_hard_links=_choice(env, "VOD2S3_ALLOW_HARD_LINKS", "no", ("yes", "no")) == "yes",
         )

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from vod2s3 import __version__
 from vod2s3.accounts import AccountStore
 from vod2s3.api.context import Services
-from vod2s3.api.ratelimit import RateLimiter
+from vod2s3.api.ratelimit import AddressLimiter, RateLimiter
 from vod2s3.callbacks.delivery import Deliverer
 from vod2s3.callbacks.ssrf import Resolver, system_resolver
 from vod2s3.clock import Clock, SystemClock
@@ -110,6 +110,9 @@ class Runtime:
             self.clock,
             limiter,
             CommandAnswers(self.engine, self.time, timedelta(seconds=replayable)),
+            AddressLimiter(
+                self.settings.address_rate_limit, self.settings.address_rate_burst, self.clock.unix
+            ),
             metrics=self.metrics,
             dashboard=DashboardQueries(self.engine, self.clock),
             queued=queued or (lambda: None),

@@ -136,6 +136,7 @@ class Fleet:
             "VOD2S3_RETRY_BASE_DELAY": "0",
             "VOD2S3_RETRY_MAX_DELAY": "0",
             "VOD2S3_RATE_LIMIT": "0",
+            "VOD2S3_ADDRESS_RATE_LIMIT": "0",
             "VOD2S3_LOG_LEVEL": "INFO",
             "VOD2S3_LOG_FORMAT": "text",
             **self.extra_env,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import FakeClock
-from vod2s3.api.ratelimit import RateLimiter
+from vod2s3.api.ratelimit import AddressLimiter, RateLimiter, TokenBuckets
 from vod2s3.errors import RateLimited
 
 
@@ -99,3 +99,28 @@ def test_the_memory_of_signatures_stays_bounded() -> None:
     for n in range(1000):
         limiter.check(1, f"sig-{n}")
     assert len(limiter._counted) <= 100
+
+
+def test_token_buckets_forget_only_full_buckets_when_memory_is_full() -> None:
+    buckets: TokenBuckets[str] = TokenBuckets(rate=1.0, burst=2, remembered=3)
+    buckets.take("busy", 0.0)
+    buckets.take("busy", 0.0)  # empty now
+    buckets.take("a", 0.0)
+    buckets.take("b", 0.0)
+    # A second later "a" and "b" are full again and "busy" has one token: a fourth key
+    # makes room by forgetting the full buckets only. "busy" keeps its state (a forgotten
+    # bucket would come back full, with two tokens).
+    assert buckets.take("c", 1.0) == 0.0
+    assert buckets.take("busy", 1.0) == 0.0
+    assert buckets.take("busy", 1.0) == pytest.approx(1.0)
+
+
+def test_address_limiter_keeps_addresses_apart() -> None:
+    clock = FakeClock()
+    limiter = AddressLimiter(rate=1.0, burst=1, now=clock.unix)
+    limiter.check("198.51.100.7")
+    with pytest.raises(RateLimited, match="from your address") as limited:
+        limiter.check("198.51.100.7")
+    assert limited.value.retry_after == 1
+    limiter.check("198.51.100.8")
+    AddressLimiter(rate=0.0, burst=1, now=clock.unix).check("x")  # 0: off

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from vod2s3.api.auth import authenticate
 from vod2s3.api.body import parse_body
+from vod2s3.api.clientaddr import client_address
 from vod2s3.api.commands import COMMANDS
 from vod2s3.api.context import Services
 from vod2s3.api.dashboard import make_dashboard
@@ -45,15 +46,21 @@ def _run_command(services: Services, raw: str, obj: dict[str, Any]) -> tuple[str
 CLIENT_CLOSED = 499
 
 
-def _peer(request: Request) -> str:
-    return request.client.host if request.client is not None else "(unknown)"
+def _client(request: Request, services: Services) -> str:
+    peer = request.client.host if request.client is not None else None
+    forwarded = request.headers.getlist("x-forwarded-for")
+    return client_address(peer, forwarded, services.settings.trusted_proxies)
 
 
 def _make_stable(services: Services) -> Any:
     async def stable(request: Request) -> Response:
         started = time.perf_counter()
         command: object = None
+        client = _client(request, services)
         try:
+            # First, before the body is read or a signature checked: an unauthenticated
+            # flood from one address is refused here, at the least cost.
+            services.addresses.check(client)
             if request.method != "POST":
                 raise MethodNotAllowed(
                     f"Method {request.method} is not allowed: POST the request to /stable/"
@@ -72,7 +79,7 @@ def _make_stable(services: Services) -> Any:
             # The client went away before its body arrived: nothing of ours failed, and
             # nobody is there to answer. Counted apart (nginx's 499), not as a 5xx that
             # anyone could raise at will.
-            log.info("client %s disconnected before its request body arrived", _peer(request))
+            log.info("client %s disconnected before its request body arrived", client)
             services.metrics.api_request(command, CLIENT_CLOSED, COMMANDS)
             return Response(status_code=CLIENT_CLOSED)
         except Exception:

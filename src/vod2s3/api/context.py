@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vod2s3.accounts import Account, AccountStore
-from vod2s3.api.ratelimit import RateLimiter
+from vod2s3.api.ratelimit import AddressLimiter, RateLimiter
 from vod2s3.clock import Clock
 from vod2s3.config import Settings
 from vod2s3.crypto import SecretBox
@@ -26,6 +26,7 @@ class Services:
     clock: Clock
     limiter: RateLimiter
     answers: CommandAnswers
+    addresses: AddressLimiter
     metrics: Metrics = field(default_factory=Metrics)
     dashboard: DashboardQueries | None = None  # None: /dashboard is off
     # Called when an upload is queued: `serve` wakes its worker with it, so the upload

@@ -1,21 +1,27 @@
-"""Per-account request rate limit: a token bucket per account, in this API process.
+"""Request rate limits, per API process: token buckets per account and per client address.
 
-Each API process limits on its own, so N processes allow up to N times the rate: the limit
-is about keeping one account from monopolising a process, not an exact quota.
+Each API process limits on its own, so N processes allow up to N times the rate: the limits
+are about keeping one client from monopolising a process, not exact quotas.
 
-A replay of a signed request this process has already counted takes its token from a
-second bucket of the account, kept for replays: whoever captured an account's request
-cannot spend the account's budget with it, and a flood of one request is still limited.
+The address limit comes first, before the body is read or any signature checked: it is what
+stands between an unauthenticated flood and the CPU. The account limit comes after the
+signature. A replay of a signed request this process has already counted takes its token
+from a second bucket of the account, kept for replays: whoever captured an account's
+request cannot spend the account's budget with it, and a flood of one request is still
+limited.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from vod2s3.errors import RateLimited
+
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass
@@ -24,10 +30,75 @@ class _Bucket:
     updated: float
 
 
+class TokenBuckets(Generic[K]):
+    """One token bucket per key, refilled at ``rate`` per second up to ``burst``. Not
+    thread-safe: the limiters below hold their lock around it.
+
+    At most ``remembered`` keys are kept: past that, buckets that have refilled completely
+    are forgotten (a full bucket is what a new one would be), so a stream of new keys (an
+    attacker's addresses) cannot grow memory without bound.
+    """
+
+    def __init__(self, rate: float, burst: int, remembered: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._remembered = remembered
+        self._buckets: dict[K, _Bucket] = {}
+
+    def take(self, key: K, now: float) -> float:
+        """Take a token for ``key``: 0.0 if there was one, else the seconds until there is.
+        ``now`` is wall-clock time, so a step back is taken as no time passing, not as
+        negative refill."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self._remembered:
+                self._forget_full(now)
+            bucket = self._buckets[key] = _Bucket(self.burst, now)
+        elapsed = max(0.0, now - bucket.updated)
+        bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
+        bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self.rate
+
+    def _forget_full(self, now: float) -> None:
+        self._buckets = {
+            key: bucket
+            for key, bucket in self._buckets.items()
+            if bucket.tokens + max(0.0, now - bucket.updated) * self.rate < self.burst
+        }
+        if len(self._buckets) >= self._remembered:
+            # Every key is busy: forgetting them all costs at most one burst each.
+            self._buckets.clear()
+
+
+class AddressLimiter:
+    """Requests per client address (see :mod:`vod2s3.api.clientaddr`), before anything else
+    is done with them. ``rate`` 0 turns it off."""
+
+    def __init__(self, rate: float, burst: int, now: Callable[[], float]) -> None:
+        self._buckets: TokenBuckets[str] = TokenBuckets(rate, burst)
+        self._now = now
+        self._lock = threading.Lock()
+
+    def check(self, address: str) -> None:
+        if self._buckets.rate <= 0:
+            return
+        with self._lock:
+            wait = self._buckets.take(address, self._now())
+        if wait:
+            seconds = math.ceil(wait)
+            raise RateLimited(
+                f"Too many requests from your address: at most {self._buckets.rate:g} per "
+                f"second (bursts of {self._buckets.burst:g}); retry after {seconds} s",
+                retry_after=seconds,
+            )
+
+
 class RateLimiter:
-    """``now`` gives seconds: the service passes its Clock's ``unix`` (tests, a FakeClock's).
-    It is wall-clock time, so a step back is taken as no time passing, not as negative
-    refill."""
+    """Requests per account, once the signature is checked. ``now`` gives seconds: the
+    service passes its Clock's ``unix`` (tests, a FakeClock's)."""
 
     def __init__(
         self,
@@ -38,16 +109,15 @@ class RateLimiter:
         remembered: int = 100_000,
     ) -> None:
         self._rate = rate
-        self._burst = float(burst)
+        self._accounts: TokenBuckets[int] = TokenBuckets(rate, burst)
+        self._replays: TokenBuckets[int] = TokenBuckets(rate, burst)
         self._now = now
-        self._buckets: dict[int, _Bucket] = {}
         self._lock = threading.Lock()
         # Signatures counted, and when: a signature can be replayed for at most the whole
         # timestamp window on either side of its timestamp.
         self._replay_window = replay_window
         self._remembered = remembered
         self._counted: dict[tuple[int, str], float] = {}
-        self._replays: dict[int, _Bucket] = {}
 
     def check(self, account_id: int, signature: str = "") -> None:
         """Take a token for ``account_id`` or raise :class:`RateLimited`; a ``signature``
@@ -57,23 +127,17 @@ class RateLimiter:
         with self._lock:
             now = self._now()
             replay = bool(signature) and self._seen(account_id, signature, now)
-            buckets = self._replays if replay else self._buckets
-            bucket = buckets.get(account_id)
-            if bucket is None:
-                bucket = buckets[account_id] = _Bucket(self._burst, now)
-            elapsed = max(0.0, now - bucket.updated)
-            bucket.tokens = min(self._burst, bucket.tokens + elapsed * self._rate)
-            bucket.updated = now
-            if bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
+            buckets = self._replays if replay else self._accounts
+            wait = buckets.take(account_id, now)
+            if not wait:
                 if signature and not replay:
                     self._count(account_id, signature, now)
                 return
-            wait = math.ceil((1.0 - bucket.tokens) / self._rate)
+        seconds = math.ceil(wait)
         raise RateLimited(
             f"Too many requests for this account: at most {self._rate:g} per second "
-            f"(bursts of {self._burst:g}); retry after {wait} s",
-            retry_after=wait,
+            f"(bursts of {self._accounts.burst:g}); retry after {seconds} s",
+            retry_after=seconds,
         )
 
     def _seen(self, account_id: int, signature: str, now: float) -> bool:

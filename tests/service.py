@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,13 +12,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from cryptography.fernet import Fernet
 from sqlalchemy import select
 
 from tests.helpers import free_port
 from vod2s3.accounts import IssuedCredentials
 from vod2s3.api.app import create_app
+from vod2s3.api.server import api_server
 from vod2s3.client import Vod2s3Client
 from vod2s3.clock import Clock
 from vod2s3.config import MiB, Settings
@@ -35,7 +36,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         part_size=5 * MiB,
         parts_in_flight=4,
         parts_in_memory=4,
-        rate_limit=0.0,  # on only in the tests of the limiter itself
+        rate_limit=0.0,  # on only in the tests of the limiters themselves
+        address_rate_limit=0.0,
         lease_seconds=30,
         max_attempts=3,
         poll_interval=0.05,
@@ -109,20 +111,22 @@ def running_service(
     s3_endpoint: str,
     queued: Callable[[], None] | None = None,
     clock: Clock | None = None,
+    ipv6_too: bool = False,
 ) -> Iterator[RunningService]:
-    """The API on 127.0.0.1. ``clock`` (a FakeClock) moves the clock window and grace periods
-    without sleeping; ``queued`` is the hook serve uses to wake its worker."""
+    """The API on 127.0.0.1 (and on [::1], same port, with ``ipv6_too``: two client
+    addresses). ``clock`` (a FakeClock) moves the clock window and grace periods without
+    sleeping; ``queued`` is the hook serve uses to wake its worker."""
     runtime = Runtime.open(settings, clock)
     migrate.upgrade(runtime.engine)
     settings.storage_root.mkdir(parents=True, exist_ok=True)
     (settings.storage_root / "sestore1").mkdir(exist_ok=True)
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(runtime.services(queued)), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
+    # The server `vod2s3 api` runs, with its connection limits and header deadline.
+    server = api_server(create_app(runtime.services(queued)), settings, "127.0.0.1", port)
+    sockets = [_listening(socket.AF_INET6, "::1", port)] if ipv6_too else []
+    if sockets:
+        sockets.append(_listening(socket.AF_INET, "127.0.0.1", port))
+    thread = threading.Thread(target=server.run, args=(sockets or None,), daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:
@@ -133,4 +137,14 @@ def running_service(
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        for sock in sockets:
+            sock.close()
         runtime.close()
+
+
+def _listening(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    return sock

@@ -266,9 +266,8 @@ def _check_port(host: str, port: int) -> None:
 def _run_api(
     runtime: Runtime, host: str, port: int, queued: Callable[[], None] | None = None
 ) -> None:
-    import uvicorn
-
     from vod2s3.api.app import create_app
+    from vod2s3.api.server import api_server
 
     # uvicorn shuts down on SIGTERM / SIGINT, then raises that signal again once it is done,
     # for the handler that was there before it. With Python's default, SIGTERM would then kill
@@ -278,16 +277,7 @@ def _run_api(
     stop_signals = (signal.SIGTERM, signal.SIGINT)
     previous = {sig: signal.signal(sig, _signal_already_handled) for sig in stop_signals}
     try:
-        uvicorn.run(
-            create_app(runtime.services(queued)),
-            host=host,
-            port=port,
-            log_level="warning",
-            # uvicorn's loggers go through ours (text or JSON) instead of its own format.
-            log_config=None,
-            timeout_keep_alive=5,
-            server_header=False,
-        )
+        api_server(create_app(runtime.services(queued)), runtime.settings, host, port).run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -1,15 +1,22 @@
 """What the benchmark scripts share: logging, ports, the git state, and reading the
-machine's CPU from /proc to tell a quiet machine from a busy one."""
+machine's CPU from /proc to tell a quiet machine from a busy one, percentiles, and a server
+subprocess."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
+
+import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -65,3 +72,79 @@ def wait_for_quiet(max_wait: float, threshold: float = 0.15) -> float:
         if busy / 0.5 < threshold or time.monotonic() - start >= max_wait:
             break
     return time.monotonic() - start
+
+
+class BenchError(Exception):
+    """A measurement could not be made, the tool failed or timed out, or its result is not right."""
+
+
+def proc_cpu(pid: int) -> float | None:
+    """utime + stime of a process (all its threads), or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of sorted values (0 for none)."""
+    if not values:
+        return 0.0
+    rank = max(1, min(len(values), round(q / 100 * len(values) + 0.5)))
+    return values[rank - 1]
+
+
+class Server:
+    """A server subprocess in its own process group, output to a log file."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str], cwd: Path, log_path: Path):
+        self.args = list(args)
+        self.log_path = log_path
+        self.port = int(self.args[self.args.index("--port") + 1])
+        self._log: IO[bytes] = log_path.open("wb")
+        self.popen = subprocess.Popen(
+            self.args,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.popen.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise BenchError(f"{self.args[1]} exited:\n{tail}")
+            try:
+                response = httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2)
+                if response.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.args[1]} did not answer within {timeout:.0f} s")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        try:
+            if self.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, signal.SIGTERM)
+                try:
+                    self.popen.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    log(f"  {self.args[1]} (pid {self.pid}) ignored SIGTERM: killing")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+        finally:
+            self._log.close()

@@ -36,6 +36,7 @@ import httpx
 from common import (
     CLK_TCK,
     REPO,
+    BenchError,
     free_port,
     git_state,
     host_cpu,
@@ -81,10 +82,6 @@ for path, key in zip(pairs[0::2], pairs[1::2]):
 if not pairs:
     s3.list_objects_v2(Bucket=bucket)
 """
-
-
-class BenchError(Exception):
-    """A measurement went wrong: the tool failed, timed out, or the objects are not right."""
 
 
 # -- processes --------------------------------------------------------------------------
@@ -767,6 +764,7 @@ def tool_vod2s3(ctx: Context, ds: Dataset, moto: Moto, rundir: Path, sample: Sam
         # The bench polls status faster than a customer should; it is not the abuse the
         # per-account rate limit is for.
         VOD2S3_RATE_LIMIT="0",
+        VOD2S3_ADDRESS_RATE_LIMIT="0",
     )
     env.update(ctx.vod2s3_env)
     vod = ctx.vod2s3_bin

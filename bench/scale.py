@@ -23,7 +23,6 @@ import platform
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,18 +33,21 @@ from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import sqlalchemy.exc
 from common import (
-    CLK_TCK,
     REPO,
+    BenchError,
+    Server,
     free_port,
     git_state,
     host_cpu,
     host_process_busy,
     log,
+    percentile,
+    proc_cpu,
     self_cpu,
     wait_for_quiet,
 )
@@ -75,10 +77,6 @@ SUCCESS_PREFIX = b'{"status":"success"'
 Cred = tuple[int, str, str]  # cdn, api_key, secret
 T = TypeVar("T")
 DB_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, DatabaseUnavailable)
-
-
-class BenchError(Exception):
-    """A measurement could not be made or its result is not right."""
 
 
 class Disturbed(BenchError):
@@ -129,16 +127,6 @@ def _on_stop_signal(signum: int, _frame: FrameType | None) -> None:
 
 
 # -- CPU accounting (as in bench/compare.py) ----------------------------------------------
-
-
-def proc_cpu(pid: int) -> float | None:
-    """utime + stime of a process (all its threads), or None once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 class CpuWindow:
@@ -406,14 +394,6 @@ def explain(engine: Engine, statement: str, params: Any, prefix: str) -> list[st
     return [" | ".join(str(v) for v in row) for row in rows]
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of sorted values (0 for none)."""
-    if not values:
-        return 0.0
-    rank = max(1, min(len(values), round(q / 100 * len(values) + 0.5)))
-    return values[rank - 1]
-
-
 # -- processes --------------------------------------------------------------------------
 
 
@@ -460,60 +440,6 @@ def receive(pipe: Connection, timeout: float, what: str) -> Any:
     if isinstance(message, dict) and message.get("error"):
         raise BenchError(f"a child process failed: {message['error']}")
     return message
-
-
-class Server:
-    """A server subprocess in its own process group, output to a log file."""
-
-    def __init__(self, args: Sequence[str], env: dict[str, str], cwd: Path, log_path: Path):
-        self.args = list(args)
-        self.log_path = log_path
-        self.port = int(self.args[self.args.index("--port") + 1])
-        self._log: IO[bytes] = log_path.open("wb")
-        self.popen = subprocess.Popen(
-            self.args,
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.popen.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise BenchError(f"{self.args[1]} exited:\n{tail}")
-            try:
-                response = httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2)
-                if response.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError(f"{self.args[1]} did not answer within {timeout:.0f} s")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        try:
-            if self.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.pid, signal.SIGTERM)
-                try:
-                    self.popen.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    log(f"  {self.args[1]} (pid {self.pid}) ignored SIGTERM: killing")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-            self.popen.wait(timeout=10)
-        finally:
-            self._log.close()
 
 
 # -- claims -----------------------------------------------------------------------------
@@ -1113,6 +1039,7 @@ def run_status(args: argparse.Namespace, meta: dict[str, Any], save: Callable[[]
                     VOD2S3_DATABASE_URL=db.url,
                     VOD2S3_MASTER_KEY=master_key,
                     VOD2S3_RATE_LIMIT="0",
+                    VOD2S3_ADDRESS_RATE_LIMIT="0",
                     VOD2S3_LOG_LEVEL="WARNING",
                 )
                 port = free_port()

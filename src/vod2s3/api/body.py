@@ -166,32 +166,38 @@ def _shape_error(value: Any) -> str | None:
     """What is wrong with the shape of a parsed value, if anything: nesting deeper than
     MAX_DEPTH, more than MAX_VALUES values, or an unpaired surrogate in a string.
 
-    Visits at most MAX_VALUES + 1 values, so its cost does not grow with the body.
+    Walks level by level and stops at the level that passes MAX_VALUES, so its cost does
+    not grow with the body.
     """
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    seen = 0
-    while stack:
-        item, depth = stack.pop()
-        seen += 1
+    level: list[Any] = [value]
+    depth = seen = 0
+    strings: list[str] = []
+    while level:
+        depth += 1
+        seen += len(level)
         if seen > MAX_VALUES:
             return f"holds more than {MAX_VALUES} values: send only the command's fields"
-        if isinstance(item, str):
-            if _LONE_SURROGATE.search(item) is not None:
-                # "\ud800" without its pair is valid JSON syntax but no text: it cannot be
-                # encoded as UTF-8 for a database, a header or a file name.
-                return (
-                    "holds an unpaired surrogate escape (\\ud800-\\udfff) in a string: "
-                    "send text as valid Unicode (UTF-8)"
-                )
-        elif isinstance(item, dict | list):
-            if depth > MAX_DEPTH:
-                return f"is nested deeper than {MAX_DEPTH} levels"
-            if isinstance(item, dict):
+        below: list[Any] = []
+        for item in level:
+            if isinstance(item, str):
+                strings.append(item)
+            elif isinstance(item, dict):
                 # Keys count as values: they are strings to check, and work to encode.
-                stack.extend((key, depth) for key in item)
-                stack.extend((member, depth + 1) for member in item.values())
-            else:
-                stack.extend((element, depth + 1) for element in item)
+                strings.extend(item)
+                seen += len(item)
+                below.extend(item.values())
+            elif isinstance(item, list):
+                below.extend(item)
+        if below and depth >= MAX_DEPTH and any(isinstance(i, dict | list) for i in below):
+            return f"is nested deeper than {MAX_DEPTH} levels"
+        level = below
+    if _LONE_SURROGATE.search("".join(strings)) is not None:
+        # "\ud800" without its pair is valid JSON syntax but no text: it cannot be encoded
+        # as UTF-8 for a database, a header or a file name.
+        return (
+            "holds an unpaired surrogate escape (\\ud800-\\udfff) in a string: "
+            "send text as valid Unicode (UTF-8)"
+        )
     return None
 
 

@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 
+from vod2s3.errors import API_CODES
+
 ENVELOPE_KEYS = {"status", "message", "handle_time", "data"}
 # What a client must never see in any answer.
 LEAK_MARKERS = ("Traceback", 'File "', "site-packages", "/src/vod2s3/")
@@ -17,8 +19,13 @@ def envelope_of(response: httpx.Response) -> dict[str, Any]:
         assert marker not in response.text, response.text
     assert response.headers["content-type"].split(";")[0] == "application/json"
     body: dict[str, Any] = response.json()
-    assert set(body) == ENVELOPE_KEYS, body
-    assert body["status"] in ("success", "failure")
+    assert body.get("status") in ("success", "failure"), body
+    if body["status"] == "failure":
+        # ScaleEngine's code, or vod2s3's own: always one of the documented ones.
+        assert set(body) == ENVELOPE_KEYS | {"code"}, body
+        assert body["code"] in API_CODES, body
+    else:
+        assert set(body) == ENVELOPE_KEYS, body
     assert isinstance(body["message"], str)
     assert body["message"]
     assert isinstance(body["handle_time"], float)

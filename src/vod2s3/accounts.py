@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, Integer, String, bindparam, exc, insert, select, update
 
 from vod2s3.clock import Clock
+from vod2s3.config import FAILURE_STATUSES
 from vod2s3.crypto import SecretBox
 from vod2s3.errors import BadRequest, Conflict, NotFound
 from vod2s3.store.db import transaction
@@ -43,6 +44,9 @@ class Account:
     aws_endpoint_url: str
     allowed_buckets: tuple[str, ...]
     created: datetime
+    # "200" or "native": how this account's failures are answered; None follows the
+    # service's VOD2S3_FAILURE_HTTP_STATUS.
+    failure_status: str | None
     # Encrypted; decrypt only where needed, through the methods below.
     _secret_enc: str
     _previous_secret_enc: str | None
@@ -82,6 +86,7 @@ class Account:
             "aws_region": self.aws_region,
             "aws_endpoint_url": self.aws_endpoint_url,
             "buckets": list(self.allowed_buckets),
+            "failure_status": self.failure_status,
             "created": self.created.strftime("%Y-%m-%d %H:%M:%S"),
         }
 
@@ -106,6 +111,7 @@ def _from_row(row: Any) -> Account:
         aws_endpoint_url=row.aws_endpoint_url,
         allowed_buckets=tuple(row.allowed_buckets or ()),
         created=row.created,
+        failure_status=row.failure_status,
         _secret_enc=row.secret_enc,
         _previous_secret_enc=row.previous_secret_enc,
         _previous_secret_expires=row.previous_secret_expires,
@@ -249,6 +255,15 @@ class AccountStore:
 
     def set_disabled(self, cdn: int, disabled: bool) -> None:
         self._update(cdn, {"disabled": disabled})
+
+    def set_failure_status(self, cdn: int, failure_status: str | None) -> None:
+        """ "200", "native", or None to follow the service's setting."""
+        if failure_status not in (*FAILURE_STATUSES, None):
+            raise BadRequest(
+                f"failure status must be one of {', '.join(FAILURE_STATUSES)}, "
+                f"got {failure_status!r}"
+            )
+        self._update(cdn, {"failure_status": failure_status})
 
     def _update(self, cdn: int, values: dict[str, Any]) -> None:
         with transaction(self._engine) as conn:

@@ -198,6 +198,23 @@ def accounts_enable(cdn: int) -> None:
     click.echo(f"account cdn {cdn} enabled")
 
 
+@accounts.command("set")
+@click.option("--cdn", type=int, required=True)
+@click.option(
+    "--failure-status",
+    type=click.Choice(["200", "native", "default"]),
+    required=True,
+    help="How this account's failures are answered: HTTP 200 with the failure envelope "
+    "(for clients that read the body only on success), native statuses, or the "
+    "service's VOD2S3_FAILURE_HTTP_STATUS (default).",
+)
+@friendly_errors
+def accounts_set(cdn: int, failure_status: str) -> None:
+    """Change an account's settings."""
+    _accounts().set_failure_status(cdn, None if failure_status == "default" else failure_status)
+    click.echo(f"account cdn {cdn}: failures answered with {failure_status} status")
+
+
 @accounts.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors

@@ -40,6 +40,9 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
 
 PAYLOAD_SIGNING_MODES = ("auto", "on", "off")
 LOG_FORMATS = ("text", "json")
+# How failures of the ScaleEngine endpoints are answered: "native" statuses (400, 401, ...)
+# or "200" with the same envelope, for clients that read the body only on success.
+FAILURE_STATUSES = ("native", "200")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -126,6 +129,7 @@ class Settings:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
         default_factory=tuple
     )
+    failure_http_status: str = "native"  # or "200" (FAILURE_STATUSES)
     header_timeout: float = 10.0  # seconds a connection has to send a request's headers
     connections_per_address: int = 64  # open at once from one client (trusted proxies: any)
     max_connections: int = 4096  # open at once in all; also kept below the file limit
@@ -180,6 +184,9 @@ class Settings:
             ),
             trusted_proxies=_networks(
                 env.get("VOD2S3_TRUSTED_PROXIES", ""), "VOD2S3_TRUSTED_PROXIES"
+            ),
+            failure_http_status=_choice(
+                env, "VOD2S3_FAILURE_HTTP_STATUS", default.failure_http_status, FAILURE_STATUSES
             ),
             header_timeout=_float(env, "VOD2S3_HEADER_TIMEOUT", default.header_timeout, 0.1),
             connections_per_address=_int(

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import free_port, wait_for_http
+from tests.service import RunningService
 from vod2s3.client import ClientError, Vod2s3Client
 
 VOD2S3 = str(Path(sys.executable).parent / "vod2s3")
@@ -189,7 +190,13 @@ def test_secrets_rotate_disable_and_stay_encrypted(
     assert _status_error(client(second)).http_status == 401
     assert _status_error(client(first)).http_status == 401
 
+    # A legacy client's account: its failures come with HTTP 200, its body says failure.
+    cli.run("accounts", "set", "--cdn", "158", "--failure-status", "200")
+    assert cli.json("accounts", "list", "--json")[0]["failure_status"] == "200"
     cli.run("accounts", "disable", "--cdn", "158")
+    legacy = _status_error(client(third))
+    assert (legacy.http_status, legacy.response["code"]) == (200, "0005"), legacy.message
+    cli.run("accounts", "set", "--cdn", "158", "--failure-status", "default")
     disabled = _status_error(client(third))
     assert disabled.http_status == 403, disabled.message
     listed = cli.json("accounts", "list", "--json")
@@ -321,3 +328,51 @@ def test_port_in_use_is_one_line_before_starting(cli: Cli, command: str) -> None
     assert "Traceback" not in done.stderr
     assert f"127.0.0.1:{port}" in done.stderr
     assert "--port" in done.stderr
+
+
+def test_client_upload_sends_the_s3_options(
+    service: RunningService, bucket: str, s3_client: Any
+) -> None:
+    issued = service.add_account(158, "jb")
+    path = service.write_source("sestore1/jb/clip.mp4", b"video bytes")
+    done = subprocess.run(
+        [
+            VOD2S3,
+            "client",
+            "upload",
+            path,
+            "--bucket",
+            bucket,
+            "--acl",
+            "private",
+            "--content-type",
+            "video/x-test",
+            "--cache-control",
+            "max-age=60",
+            "--storage-class",
+            "STANDARD_IA",
+            "--sse",
+            "AES256",
+            "--request-payer",
+            "requester",
+            "--url",
+            service.url,
+            "--cdn",
+            "158",
+            "--api-key",
+            issued.api_key,
+            "--secret",
+            issued.secret,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "queued"
+    service.drain()
+    head = s3_client.head_object(Bucket=bucket, Key="clip.mp4")
+    assert (head["ContentType"], head["CacheControl"]) == ("video/x-test", "max-age=60")
+    assert (head["StorageClass"], head["ServerSideEncryption"]) == ("STANDARD_IA", "AES256")

@@ -69,6 +69,7 @@ def test_dashboard_refuses_a_missing_or_wrong_token(dashboard_service: RunningSe
         assert response.status_code == 401, attempt
         assert response.json() == {
             "status": "failure",
+            "code": "0001",
             "message": UNAUTHORIZED_MESSAGE,
             "handle_time": response.json()["handle_time"],
             "data": None,

@@ -59,12 +59,6 @@ def svc(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Iterato
         yield running
 
 
-@pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
-        yield client
-
-
 _cdns = itertools.count(1000)
 
 

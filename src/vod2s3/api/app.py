@@ -15,16 +15,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from vod2s3.api.auth import authenticate
+from vod2s3.api.auth import answered_as, authenticate
 from vod2s3.api.body import parse_body
 from vod2s3.api.clientaddr import client_address
 from vod2s3.api.commands import COMMANDS
 from vod2s3.api.context import Services
 from vod2s3.api.dashboard import make_dashboard
-from vod2s3.api.envelope import failure, success
+from vod2s3.api.envelope import failure, native_status, success
 from vod2s3.api.fields import required_str
 from vod2s3.api.once import SINGLE_USE, run_once
-from vod2s3.errors import BadRequest, MethodNotAllowed, NotFound, Vod2s3Error
+from vod2s3.errors import MethodNotAllowed, NoSuchEndpoint, UnknownCommand, Vod2s3Error
 
 log = logging.getLogger("vod2s3.api")
 
@@ -33,13 +33,14 @@ def _run_command(services: Services, raw: str, obj: dict[str, Any]) -> tuple[str
     command = required_str(obj, "command")
     handler = COMMANDS.get(command)
     if handler is None:
-        raise BadRequest(
+        raise UnknownCommand(
             f"Unknown command {command[:64]!r}: known commands are {', '.join(sorted(COMMANDS))}"
         )
     call = authenticate(services, raw, obj)
-    if command in SINGLE_USE:
-        return run_once(services, call, command, handler)
-    return handler(services, call)
+    with answered_as(call.account):
+        if command in SINGLE_USE:
+            return run_once(services, call, command, handler)
+        return handler(services, call)
 
 
 # The status recorded for a request whose client closed the connection first (nginx's).
@@ -63,7 +64,8 @@ def _make_stable(services: Services) -> Any:
             services.addresses.check(client)
             if request.method != "POST":
                 raise MethodNotAllowed(
-                    f"Method {request.method} is not allowed: POST the request to /stable/"
+                    f"Method {request.method} is not allowed: "
+                    f"POST the request to {request.url.path}"
                 )
             settings = services.settings
             body = await parse_body(request, settings.max_body_bytes, settings.body_timeout)
@@ -71,8 +73,11 @@ def _make_stable(services: Services) -> Any:
             # Database and file-system work is blocking: keep it off the event loop.
             message, data = await run_in_threadpool(_run_command, services, body.raw, body.obj)
             response: Response = success(message, data, started)
+            status = response.status_code
         except Vod2s3Error as error:
-            response = failure(error, started)
+            as_200 = (error.failure_status or services.settings.failure_http_status) == "200"
+            response = failure(error, started, as_200)
+            status = native_status(error)
             if isinstance(error, MethodNotAllowed):
                 response.headers["Allow"] = "POST"
         except ClientDisconnect:
@@ -84,8 +89,12 @@ def _make_stable(services: Services) -> Any:
             return Response(status_code=CLIENT_CLOSED)
         except Exception:
             log.exception("unhandled error in /stable/")
-            response = failure(Vod2s3Error("internal"), started)
-        services.metrics.api_request(command, response.status_code, COMMANDS)
+            internal = Vod2s3Error("internal")
+            as_200 = services.settings.failure_http_status == "200"
+            response = failure(internal, started, as_200)
+            status = native_status(internal)
+        # Counted by what happened, also when a failure was sent with HTTP 200.
+        services.metrics.api_request(command, status, COMMANDS)
         return response
 
     return stable
@@ -134,14 +143,14 @@ async def _not_found(request: Request, exc: Exception) -> Response:
         routed = (exc.headers or {}).get("Allow", "")
         response.headers["Allow"] = _ALLOW.get(request.url.path, routed)
         return response
-    return failure(NotFound(_no_such_endpoint(request.url.path)), started)
+    return failure(NoSuchEndpoint(_no_such_endpoint(request.url.path)), started)
 
 
 async def _server_error(_request: Request, _exc: Exception) -> Response:
     return failure(Vod2s3Error("internal"), time.perf_counter())
 
 
-_ALLOW = {"/stable/": "POST", "/stable": "POST"}
+_ALLOW = dict.fromkeys(("/stable/", "/stable", "/dev/", "/dev"), "POST")
 
 
 def create_app(services: Services) -> Starlette:
@@ -151,6 +160,9 @@ def create_app(services: Services) -> Starlette:
         routes=[
             Route("/stable/", stable, methods=methods),
             Route("/stable", stable, methods=methods),
+            # ScaleEngine's Perl client posts to /dev/ by default: the same API.
+            Route("/dev/", stable, methods=methods),
+            Route("/dev", stable, methods=methods),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/readyz", _make_readyz(services), methods=["GET", "HEAD"]),
             Route("/metrics", _make_metrics(services), methods=["GET", "HEAD"]),

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from vod2s3.accounts import Account
 from vod2s3.api.context import Call, Services
 from vod2s3.api.fields import required_int, required_str
 from vod2s3.api.signature import verify_signature
-from vod2s3.errors import BadRequest, Forbidden, Unauthorized
+from vod2s3.errors import ClockSkew, DisabledAccount, MissingField, Unauthorized, Vod2s3Error
 
 # One message for an unknown key, a key of another account and a wrong signature, so that
 # a caller cannot learn which keys exist.
@@ -28,7 +31,7 @@ def authenticate(services: Services, raw: str, obj: dict[str, Any]) -> Call:
     timestamp = required_int(obj, "timestamp")
     signature = obj.get("signature")
     if signature is None or signature == "":
-        raise BadRequest("Field 'signature' is required")
+        raise MissingField("Field 'signature' is required")
     _check_clock(services, timestamp)
     if not isinstance(signature, str):
         # A signature that is not even a string is a wrong signature: the same answer.
@@ -43,11 +46,23 @@ def authenticate(services: Services, raw: str, obj: dict[str, Any]) -> Call:
     valid_secrets = account.api_secrets(services.box, services.clock.now())
     if not verify_signature(valid_secrets, raw, obj, signature):
         raise Unauthorized(BAD_CREDENTIALS)
-    # Only a caller who proved the secret learns that the account is disabled.
-    if account.disabled:
-        raise Forbidden("This account is disabled: contact the service operator")
-    services.limiter.check(account.id, signature)
+    with answered_as(account):
+        # Only a caller who proved the secret learns that the account is disabled.
+        if account.disabled:
+            raise DisabledAccount("This account is disabled: contact the service operator")
+        services.limiter.check(account.id, signature)
     return Call(account=account, obj=obj, signature=signature)
+
+
+@contextmanager
+def answered_as(account: Account) -> Iterator[None]:
+    """Failures from here on are the authenticated account's: they carry its choice of
+    HTTP status for failures. Before authentication only the service's setting applies."""
+    try:
+        yield
+    except Vod2s3Error as error:
+        error.failure_status = account.failure_status
+        raise
 
 
 def _check_clock(services: Services, timestamp: int) -> None:
@@ -55,7 +70,7 @@ def _check_clock(services: Services, timestamp: int) -> None:
     skew = timestamp - services.clock.unix()
     if abs(skew) > window:
         direction = "ahead of" if skew > 0 else "behind"
-        raise Unauthorized(
+        raise ClockSkew(
             f"Field 'timestamp' is {math.ceil(abs(skew))} s {direction} the server's clock "
             f"(at most {window} s allowed): sign each request with the current unix time "
             "and keep your clock in sync (NTP)"

@@ -17,7 +17,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Message
 
-from vod2s3.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from vod2s3.errors import (
+    MalformedRequest,
+    MissingField,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 
 T = TypeVar("T")
 FORM_FIELD = "json"
@@ -83,7 +89,7 @@ def _utf8(data: bytes, what: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise BadRequest(f"{what} is not valid UTF-8") from None
+        raise MalformedRequest(f"{what} is not valid UTF-8") from None
 
 
 def _urlencoded_field(body: bytes) -> str:
@@ -91,10 +97,12 @@ def _urlencoded_field(body: bytes) -> str:
     try:
         fields = parse_qs(text, keep_blank_values=True, errors="strict", max_num_fields=100)
     except (ValueError, UnicodeDecodeError):
-        raise BadRequest("The form body is not valid application/x-www-form-urlencoded") from None
+        raise MalformedRequest(
+            "The form body is not valid application/x-www-form-urlencoded"
+        ) from None
     values = fields.get(FORM_FIELD)
     if not values:
-        raise BadRequest(f"Form field '{FORM_FIELD}' is missing: send the request object in it")
+        raise MissingField(f"Form field '{FORM_FIELD}' is missing: send the request object in it")
     return _only(values)
 
 
@@ -102,7 +110,7 @@ def _only(values: Sequence[T]) -> T:
     """The one value of the form field: two would leave it to the parser which one the
     signature was checked against and which one is acted on."""
     if len(values) > 1:
-        raise BadRequest(
+        raise MalformedRequest(
             f"Form field '{FORM_FIELD}' is sent {len(values)} times: send the request object once"
         )
     return values[0]
@@ -122,32 +130,32 @@ async def _multipart_field(request: Request, body: bytes) -> str:
         form = await Request(request.scope, replay).form(max_files=0, max_fields=100)
     except HTTPException as error:  # Starlette's own checks, with a message worth passing on
         if "files" in str(error.detail):
-            raise BadRequest(
+            raise MalformedRequest(
                 f"File parts are not accepted: send the request object in the text field "
                 f"'{FORM_FIELD}' (a part without a filename)"
             ) from None
-        raise BadRequest(
+        raise MalformedRequest(
             f"The multipart/form-data body could not be parsed: {error.detail}"
         ) from None
     except Exception:  # python-multipart raises several unrelated types for bad input
-        raise BadRequest("The multipart/form-data body could not be parsed") from None
+        raise MalformedRequest("The multipart/form-data body could not be parsed") from None
     values = form.getlist(FORM_FIELD)
     if not values:
-        raise BadRequest(f"Form field '{FORM_FIELD}' is missing: send the request object in it")
+        raise MissingField(f"Form field '{FORM_FIELD}' is missing: send the request object in it")
     value = _only(values)
     if not isinstance(value, str):
-        raise BadRequest(f"Form field '{FORM_FIELD}' must be text, not a file")
+        raise MalformedRequest(f"Form field '{FORM_FIELD}' must be text, not a file")
     return value
 
 
 def _refuse_constant(name: str) -> Any:
-    raise BadRequest(f"{name} is not allowed")
+    raise MalformedRequest(f"{name} is not allowed")
 
 
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise BadRequest(f"the number {text[:40]} is out of range")
+        raise MalformedRequest(f"the number {text[:40]} is out of range")
     return value
 
 
@@ -157,7 +165,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         if key in obj:
             # Two members with one name would let the signature be checked against one
             # value while the command used the other.
-            raise BadRequest(f"it has the key '{key}' twice")
+            raise MalformedRequest(f"it has the key '{key}' twice")
         obj[key] = value
     return obj
 
@@ -233,16 +241,16 @@ def parse_json(raw: str, what: str) -> Any:
         with _collector_paused():
             shape = _shape_error(json.loads(raw))
     except json.JSONDecodeError as error:
-        raise BadRequest(
+        raise MalformedRequest(
             f"{what} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
         ) from None
     except RecursionError:
         shape = f"is nested deeper than {MAX_DEPTH} levels"
     except ValueError:
         # int() refuses numbers of more than 4300 digits (CPython's DoS guard).
-        raise BadRequest(f"{what} holds a number with too many digits") from None
+        raise MalformedRequest(f"{what} holds a number with too many digits") from None
     if shape is not None:
-        raise BadRequest(f"{what} {shape}")
+        raise MalformedRequest(f"{what} {shape}")
     try:
         # Again with the rules the C parser does not apply, on a value now known to be small.
         return json.loads(
@@ -251,14 +259,16 @@ def parse_json(raw: str, what: str) -> Any:
             parse_constant=_refuse_constant,
             parse_float=_finite,
         )
-    except BadRequest as error:
-        raise BadRequest(f"{what} is not valid: {error.message}") from None
+    except MalformedRequest as error:
+        raise MalformedRequest(f"{what} is not valid: {error.message}") from None
 
 
 def parse_request_object(raw: str) -> dict[str, Any]:
     if not raw.strip():
-        raise BadRequest("The request object is empty: send a JSON object")
+        raise MalformedRequest("The request object is empty: send a JSON object")
     obj = parse_json(raw, "The request object")
     if not isinstance(obj, dict):
-        raise BadRequest("The request object must be a JSON object ({...}), not a list or value")
+        raise MalformedRequest(
+            "The request object must be a JSON object ({...}), not a list or value"
+        )
     return obj

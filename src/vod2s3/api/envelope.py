@@ -14,9 +14,13 @@ INTERNAL_ERROR_MESSAGE = (
 )
 
 
-def _body(status: str, message: str, started: float, data: Any) -> dict[str, Any]:
-    return {
-        "status": status,
+def _body(
+    status: str, message: str, started: float, data: Any, code: str | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": status}
+    if code is not None:
+        body["code"] = code
+    return body | {
         "message": message,
         # Milliseconds, no finer: microseconds would let a caller time the server's paths
         # (a known key's signature check against an unknown key's) from the answer itself.
@@ -29,12 +33,25 @@ def success(message: str, data: Any, started: float) -> JSONResponse:
     return JSONResponse(_body("success", message, started, data), status_code=200)
 
 
-def failure(error: Vod2s3Error, started: float) -> JSONResponse:
+def native_status(error: Vod2s3Error) -> int:
+    """The HTTP status that fits the error (what the metrics count, whatever was sent)."""
+    return error.http_status if 400 <= error.http_status <= 599 else 500
+
+
+def failure(error: Vod2s3Error, started: float, as_200: bool = False) -> JSONResponse:
+    """The failure envelope, with ScaleEngine's (or vod2s3's own) ``code``. ``as_200``
+    sends it with HTTP 200 (VOD2S3_FAILURE_HTTP_STATUS=200, or the account's choice), for
+    clients whose libraries read the body of a successful answer only; the envelope and
+    Retry-After are the same."""
     headers: dict[str, str] = {}
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after)
-    status = error.http_status if 400 <= error.http_status <= 599 else 500
-    message = error.message if status != 500 else INTERNAL_ERROR_MESSAGE
+    status = native_status(error)
+    internal = status == 500
+    message = INTERNAL_ERROR_MESSAGE if internal else error.message
+    code = Vod2s3Error.api_code if internal else error.api_code
     return JSONResponse(
-        _body("failure", message, started, None), status_code=status, headers=headers
+        _body("failure", message, started, None, code),
+        status_code=200 if as_200 else status,
+        headers=headers,
     )

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from vod2s3.errors import BadRequest
+from vod2s3.errors import BadRequest, MissingField
 
 # ASCII digits only: Python's \d and int() also take Arabic-Indic, fullwidth and other
 # Unicode digits, which no client means as a number.
@@ -29,7 +29,7 @@ def as_int(obj: Mapping[str, Any], name: str, value: Any) -> int:
 
 def required_int(obj: Mapping[str, Any], name: str) -> int:
     if name not in obj or obj[name] is None:
-        raise BadRequest(f"Field '{name}' is required")
+        raise MissingField(f"Field '{name}' is required")
     return as_int(obj, name, obj[name])
 
 
@@ -48,7 +48,7 @@ def optional_int(
 def required_str(obj: Mapping[str, Any], name: str) -> str:
     value = obj.get(name)
     if value is None or value == "":
-        raise BadRequest(f"Field '{name}' is required")
+        raise MissingField(f"Field '{name}' is required")
     if not isinstance(value, str):
         raise BadRequest(f"Field '{name}' must be a string, got {_describe(value)}")
     return value

@@ -26,10 +26,11 @@ class StoredAnswer(FromRow):
     status: int
     message: str
     data: Any
+    code: str | None
 
 
 _RECALL = select(
-    *(command_answers.c[name] for name in ("command", "status", "message", "data"))
+    *(command_answers.c[name] for name in ("command", "status", "message", "data", "code"))
 ).where(command_answers.c.account_id == _ACCOUNT, command_answers.c.signature == _SIGNATURE)
 
 
@@ -71,6 +72,7 @@ class CommandAnswers:
         status: int,
         message: str,
         data: Any,
+        code: str | None = None,
     ) -> None:
         """Keep the first answer (a later one for the same signature is dropped), and
         forget those no replay can reach any more."""
@@ -84,6 +86,7 @@ class CommandAnswers:
                     "status": status,
                     "message": message,
                     "data": data,
+                    "code": code,
                     **self._time.bind(),
                 },
             )

@@ -67,6 +67,9 @@ accounts = Table(
     # Never NULL (the epoch until the first claim), so one plain index gives that order on
     # every database.
     Column("last_claimed", DateTime, nullable=False, default=NEVER_CLAIMED),
+    # How failures are answered: NULL follows VOD2S3_FAILURE_HTTP_STATUS; "200" answers
+    # them with HTTP 200 for clients that read the body only on success; "native".
+    Column("failure_status", String(8), nullable=True),
     Index("ix_accounts_last_claimed_id", "last_claimed", "id"),
 )
 
@@ -230,5 +233,7 @@ command_answers = Table(
     Column("message", Text, nullable=False),
     Column("data", JSON, nullable=True),
     Column("created", DateTime, nullable=False),
+    # The failure's envelope code (NULL for a success, and for answers from before 0009).
+    Column("code", String(4), nullable=True),
     Index("ix_command_answers_created", "created"),
 )

@@ -8,7 +8,7 @@ from vod2s3.accounts import validate_bucket_name
 from vod2s3.api import upload_fields
 from vod2s3.api.context import Call, Services
 from vod2s3.api.fields import one_of, optional_str, required_str
-from vod2s3.errors import BadRequest, Forbidden, RateLimited, Vod2s3Error
+from vod2s3.errors import BadRequest, Forbidden, QueueFull, Vod2s3Error
 from vod2s3.records import record_view
 from vod2s3.storage import resolve_source
 from vod2s3.store.records import NewUpload, TooManyActive
@@ -30,7 +30,7 @@ def aws_upload(services: Services, call: Call) -> tuple[str, Any]:
     try:
         row, created = services.uploads.enqueue(new, max_active=cap)
     except TooManyActive:
-        raise RateLimited(
+        raise QueueFull(
             f"This account already has {cap} uploads queued or running, the most allowed: "
             "wait for some to finish, then queue more",
             retry_after=60,

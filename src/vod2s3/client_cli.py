@@ -60,6 +60,14 @@ def _key_values(
     "--metadata", "metadata", multiple=True, callback=_key_values, help="KEY=VALUE, may repeat."
 )
 @click.option("--callback", default=None)
+# The S3 options beyond the original API. The server checks their values and says which
+# are accepted; the client stays free of the server's modules.
+@click.option("--content-type", default=None, help="Default: from the file's extension.")
+@click.option("--cache-control", default=None)
+@click.option("--storage-class", default=None, help="e.g. STANDARD_IA, GLACIER_IR.")
+@click.option("--sse", "server_side_encryption", default=None, help="AES256 or aws:kms.")
+@click.option("--sse-kms-key-id", default=None, help="With --sse aws:kms.")
+@click.option("--request-payer", default=None, help="requester, for Requester Pays buckets.")
 @click.option("--wait", is_flag=True, help="Follow the upload until it ends.")
 @click.option("--json", "as_json", is_flag=True)
 @_connection_options
@@ -70,6 +78,12 @@ def upload(
     destination_path: str | None,
     metadata: tuple[str, ...],
     callback: str | None,
+    content_type: str | None,
+    cache_control: str | None,
+    storage_class: str | None,
+    server_side_encryption: str | None,
+    sse_kms_key_id: str | None,
+    request_payer: str | None,
     wait: bool,
     as_json: bool,
     url: str,
@@ -88,6 +102,12 @@ def upload(
             destination_path=destination_path,
             metadata=meta or None,
             callback=callback,
+            content_type=content_type,
+            cache_control=cache_control,
+            storage_class=storage_class,
+            server_side_encryption=server_side_encryption,
+            sse_kms_key_id=sse_kms_key_id,
+            request_payer=request_payer,
         )
         if not as_json:
             click.echo(

@@ -127,7 +127,7 @@ def test_connections_over_the_per_address_cap_get_503_while_others_are_served(
         assert head.startswith(b"HTTP/1.1 503"), answer
         assert b"retry-after: 1" in head.lower()
         envelope = json.loads(body)
-        assert envelope["status"] == "failure"
+        assert (envelope["status"], envelope["code"]) == ("failure", "1000")  # busy
         assert "Too many connections from your address (at most 4" in envelope["message"]
     # Five refusals, one log line: repeated events are summarised, not logged each time.
     lines = [r.getMessage() for r in caplog.records if "refused a connection" in r.getMessage()]

@@ -31,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from vod2s3.api.clientaddr import Network, client_address, is_trusted_proxy
 from vod2s3.config import Settings
+from vod2s3.errors import RateLimited
 
 log = logging.getLogger("vod2s3.api")
 
@@ -146,7 +147,8 @@ class ConnectionLimits:
 
 
 def _refusal(message: str) -> bytes:
-    body = json.dumps({"status": "failure", "message": message, "data": None}).encode()
+    envelope = {"status": "failure", "code": RateLimited.api_code, "message": message}
+    body = json.dumps(envelope | {"handle_time": 0.0, "data": None}).encode()
     head = (
         "HTTP/1.1 503 Service Unavailable\r\n"
         "content-type: application/json\r\n"

@@ -7,6 +7,7 @@ and say what to do.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,6 +27,8 @@ from botocore.exceptions import (
 )
 
 from vod2s3.s3.failure import AttemptFailure
+
+log = logging.getLogger(__name__)
 
 _RETRY = "; the upload will be retried"
 
@@ -57,12 +60,15 @@ _CONNECTION_ERRORS = (
 )
 
 
-def classify(exc: BaseException, *, bucket: str = "") -> AttemptFailure:
-    """Map ``exc`` to an :class:`AttemptFailure`; ``bucket`` only makes the message more precise."""
+def classify(
+    exc: BaseException, *, bucket: str = "", options: Mapping[str, str] | None = None
+) -> AttemptFailure:
+    """Map ``exc`` to an :class:`AttemptFailure`. ``bucket`` and ``options`` (the object
+    options that were sent, by field name) only make the message more precise."""
     if isinstance(exc, AttemptFailure):
         return exc
     if isinstance(exc, ClientError):
-        return _from_client_error(exc, bucket)
+        return _from_client_error(exc, bucket, options or {})
     if isinstance(exc, BotoCoreError):
         return _from_botocore_error(exc)
     if isinstance(exc, OSError):
@@ -123,7 +129,10 @@ def _from_botocore_error(exc: BotoCoreError) -> AttemptFailure:
     )
 
 
-def _from_client_error(exc: ClientError, bucket: str) -> AttemptFailure:
+def _from_client_error(exc: ClientError, bucket: str, options: Mapping[str, str]) -> AttemptFailure:
+    # Stores such as Ceph RGW often send an empty <Message>: what they did send is kept
+    # for the operator (no credentials are in a response).
+    log.debug("S3 error response: %r", exc.response)
     error: Mapping[str, Any] = exc.response.get("Error", {})
     meta: Mapping[str, Any] = exc.response.get("ResponseMetadata", {})
     code = str(error.get("Code") or "Unknown")
@@ -137,19 +146,28 @@ def _from_client_error(exc: ClientError, bucket: str) -> AttemptFailure:
         retryable=retryable,
         s3_status=status,
         code=code,
-        message=describe(_Context(bucket, detail, status, error)),
+        message=describe(_Context(bucket, detail, status, error, options)),
     )
 
 
 class _Context:
     """What a message template may use."""
 
-    def __init__(self, bucket: str, detail: str, status: int, error: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        detail: str,
+        status: int,
+        error: Mapping[str, Any],
+        options: Mapping[str, str],
+    ) -> None:
         self.the_bucket = f"bucket '{bucket}'" if bucket else "the bucket"
         self.subject = self.the_bucket[0].upper() + self.the_bucket[1:]
         self.detail = detail
         self.status = status
         self.error = error
+        self.options = options
+        self.said_why = bool(error.get("Message"))
 
 
 _Describe = Callable[[_Context], str]
@@ -248,9 +266,16 @@ def _temporary(c: _Context) -> str:
 
 
 def _rejected(c: _Context) -> str:
+    why = "" if c.said_why else " without saying why"
+    if not c.options:
+        return (
+            f"S3 rejected the upload (HTTP {c.status}, {c.detail}){why}; no object options "
+            "were sent beyond bucket, key and metadata"
+        )
+    sent = ", ".join(f"{name}={value}" for name, value in c.options.items())
     return (
-        f"S3 rejected the upload (HTTP {c.status}, {c.detail}). Check the upload's options "
-        "(storage_class, server_side_encryption, sse_kms_key_id, request_payer)"
+        f"S3 rejected the upload (HTTP {c.status}, {c.detail}){why}. Options sent: {sent}; "
+        "check that the store offers each of them"
     )
 
 

@@ -34,3 +34,17 @@ def object_params(spec: ObjectSpec) -> dict[str, Any]:
 def payer_params(spec: ObjectSpec) -> dict[str, Any]:
     """Requester-pays buckets want the acknowledgement on every request, parts included."""
     return {"RequestPayer": spec.request_payer} if spec.request_payer else {}
+
+
+def sent_options(spec: ObjectSpec) -> dict[str, str]:
+    """The object options this upload sends, by their API field names (for messages)."""
+    options = {
+        "acl": spec.acl if spec.acl != "private" else "",
+        "content_type": spec.content_type,
+        "cache_control": spec.cache_control,
+        "storage_class": spec.storage_class,
+        "server_side_encryption": spec.server_side_encryption,
+        "sse_kms_key_id": spec.sse_kms_key_id,
+        "request_payer": spec.request_payer,
+    }
+    return {name: value for name, value in options.items() if value}

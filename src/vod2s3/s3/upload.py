@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 from vod2s3.s3.budget import PartBudget, unlimited
 from vod2s3.s3.checksum import composite
 from vod2s3.s3.classify import classify
+from vod2s3.s3.confirm import confirmed
 from vod2s3.s3.failure import stopped
 from vod2s3.s3.journal import MultipartProgress, NoJournal, UploadJournal
 from vod2s3.s3.model import ObjectSpec, S3Target, UploadOutcome, UploadTuning
 from vod2s3.s3.multipart import upload_multipart
+from vod2s3.s3.params import sent_options
 from vod2s3.s3.parts import MAX_PUT_SIZE
 from vod2s3.s3.put import put_object
 from vod2s3.s3.results import build_results, final_checksum, response_status
@@ -76,6 +78,7 @@ def upload(
                 budget,
                 taken_over,
             )
+            response = confirmed(client, spec, response)
             computed = composite([part.checksum for part in sent])
             checksum = final_checksum(response, computed, parts=len(sent))
         else:
@@ -85,12 +88,13 @@ def upload(
                 response, computed = put_object(client, spec, source, size)
             finally:
                 room.give_back(taken)
+            response = confirmed(client, spec, response)
             checksum = final_checksum(response, computed)
             progress(size)
     except _CallerError as exc:
         raise exc.original from None
     except Exception as exc:
-        raise classify(exc, bucket=spec.bucket) from exc
+        raise classify(exc, bucket=spec.bucket, options=sent_options(spec)) from exc
     url = object_url(target, spec.bucket, spec.key)
     return UploadOutcome(
         results=build_results(response, bucket=spec.bucket, key=spec.key, url=url),

@@ -50,6 +50,11 @@ def make_client(
         read_timeout=read_timeout,
         max_pool_connections=max_pool_connections,
         user_agent_extra=user_agent_extra or None,
+        # The checks are ours (s3/integrity.py): botocore adds none of its own. Its default
+        # since 1.36 would add a CRC32 trailer in aws-chunked encoding to every body sent
+        # without one, which stores such as Ceph RGW 16 refuse (MissingContentLength).
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
         s3={
             # S3-compatible servers (MinIO, moto, Ceph) are usually reached by address, not
             # by per-bucket DNS names.

@@ -37,7 +37,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 __all__ = ["ACTIONS", "FaultProxy", "Rule", "Seen", "operation_of"]
 
-ACTIONS = frozenset({"status", "drop", "delay", "headers", "error_200"})
+ACTIONS = frozenset({"status", "drop", "delay", "headers", "error_200", "corrupt"})
 
 # Hop-by-hop headers (RFC 9110 section 7.6.1): meaningful for one connection only.
 _HOP_BY_HOP = frozenset(
@@ -152,6 +152,9 @@ class Rule:
         upstream header of the same name).
       - ``error_200``: answer 200 with an ``<Error>`` body (code InternalError), without
         forwarding.
+      - ``corrupt``: forward the request with one byte of its body changed (the middle
+        one), as a fault on the wire would: the store sees a body that does not match
+        its check.
     ``times`` is how many matching requests it fires on; -1 means every time.
     ``user_agent``, when set, limits the rule to requests whose User-Agent contains it (a
     worker's ``vod2s3-worker/<name>``, say: a fault for one worker only).
@@ -318,6 +321,9 @@ class _Handler(BaseHTTPRequestHandler):
                 record(0)  # the proxy is stopping: abandon the request
                 self._drop()
                 return
+            if rule is not None and action == "corrupt" and body:
+                middle = len(body) // 2
+                body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
             reply = self._forward(target, body, chunked)
             if rule is not None and action == "headers":
                 added = {name.lower() for name in rule.headers}

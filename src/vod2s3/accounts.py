@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, Integer, String, bindparam, exc, insert, select, update
 
 from vod2s3.clock import Clock
-from vod2s3.config import FAILURE_STATUSES
+from vod2s3.config import FAILURE_STATUSES, INTEGRITY_MODES
 from vod2s3.crypto import SecretBox
 from vod2s3.errors import BadRequest, Conflict, NotFound
 from vod2s3.store.db import transaction
@@ -47,6 +47,9 @@ class Account:
     # "200" or "native": how this account's failures are answered; None follows the
     # service's VOD2S3_FAILURE_HTTP_STATUS.
     failure_status: str | None
+    # The check sent with every body ("auto", "crc32c", "md5", "sha256"); None follows
+    # VOD2S3_INTEGRITY.
+    integrity: str | None
     # Encrypted; decrypt only where needed, through the methods below.
     _secret_enc: str
     _previous_secret_enc: str | None
@@ -87,6 +90,7 @@ class Account:
             "aws_endpoint_url": self.aws_endpoint_url,
             "buckets": list(self.allowed_buckets),
             "failure_status": self.failure_status,
+            "integrity": self.integrity,
             "created": self.created.strftime("%Y-%m-%d %H:%M:%S"),
         }
 
@@ -112,6 +116,7 @@ def _from_row(row: Any) -> Account:
         allowed_buckets=tuple(row.allowed_buckets or ()),
         created=row.created,
         failure_status=row.failure_status,
+        integrity=row.integrity,
         _secret_enc=row.secret_enc,
         _previous_secret_enc=row.previous_secret_enc,
         _previous_secret_expires=row.previous_secret_expires,
@@ -264,6 +269,14 @@ class AccountStore:
                 f"got {failure_status!r}"
             )
         self._update(cdn, {"failure_status": failure_status})
+
+    def set_integrity(self, cdn: int, integrity: str | None) -> None:
+        """A check for this account's uploads, "auto", or None to follow the service's."""
+        if integrity not in (*INTEGRITY_MODES, None):
+            raise BadRequest(
+                f"integrity must be one of {', '.join(INTEGRITY_MODES)}, got {integrity!r}"
+            )
+        self._update(cdn, {"integrity": integrity})
 
     def _update(self, cdn: int, values: dict[str, Any]) -> None:
         with transaction(self._engine) as conn:

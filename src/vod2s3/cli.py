@@ -203,16 +203,31 @@ def accounts_enable(cdn: int) -> None:
 @click.option(
     "--failure-status",
     type=click.Choice(["200", "native", "default"]),
-    required=True,
+    default=None,
     help="How this account's failures are answered: HTTP 200 with the failure envelope "
     "(for clients that read the body only on success), native statuses, or the "
     "service's VOD2S3_FAILURE_HTTP_STATUS (default).",
 )
+@click.option(
+    "--integrity",
+    type=click.Choice(["auto", "crc32c", "md5", "sha256", "default"]),
+    default=None,
+    help="The check every body carries: one the account's store verifies (docs/"
+    "compatibility.md), auto (the cheapest a probe finds verified), or VOD2S3_INTEGRITY "
+    "(default).",
+)
 @friendly_errors
-def accounts_set(cdn: int, failure_status: str) -> None:
+def accounts_set(cdn: int, failure_status: str | None, integrity: str | None) -> None:
     """Change an account's settings."""
-    _accounts().set_failure_status(cdn, None if failure_status == "default" else failure_status)
-    click.echo(f"account cdn {cdn}: failures answered with {failure_status} status")
+    if failure_status is None and integrity is None:
+        raise click.UsageError("give --failure-status or --integrity (or both)")
+    store = _accounts()
+    if failure_status is not None:
+        store.set_failure_status(cdn, None if failure_status == "default" else failure_status)
+        click.echo(f"account cdn {cdn}: failures answered with {failure_status} status")
+    if integrity is not None:
+        store.set_integrity(cdn, None if integrity == "default" else integrity)
+        click.echo(f"account cdn {cdn}: integrity {integrity}")
 
 
 @accounts.command("list")

@@ -43,6 +43,8 @@ LOG_FORMATS = ("text", "json")
 # How failures of the ScaleEngine endpoints are answered: "native" statuses (400, 401, ...)
 # or "200" with the same envelope, for clients that read the body only on success.
 FAILURE_STATUSES = ("native", "200")
+# The check every body carries (s3/integrity.py), or "auto": the cheapest the store verifies.
+INTEGRITY_MODES = ("auto", "crc32c", "md5", "sha256")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -111,6 +113,7 @@ class Settings:
     # SHA-256 signing of every body byte: "auto" signs over plain http only (over https the
     # CRC32C that S3 verifies plus TLS already cover the bytes).
     payload_signing: str = "auto"
+    integrity: str = "auto"  # INTEGRITY_MODES; an account may choose its own
     log_format: str = "text"  # or "json": one object per line (vod2s3/logs.py)
     # Bearer token of the read-only /dashboard; empty = the dashboard is off (404).
     operator_token: str = field(default="", repr=False)
@@ -168,6 +171,7 @@ class Settings:
             part_size=_int(env, "VOD2S3_PART_SIZE", default.part_size, 5 * MiB),
             parts_in_flight=_int(env, "VOD2S3_PARTS_IN_FLIGHT", default.parts_in_flight, 1),
             parts_in_memory=_int(env, "VOD2S3_PARTS_IN_MEMORY", default.parts_in_memory, 1),
+            integrity=_choice(env, "VOD2S3_INTEGRITY", default.integrity, INTEGRITY_MODES),
             log_format=_choice(env, "VOD2S3_LOG_FORMAT", default.log_format, LOG_FORMATS),
             operator_token=_operator_token(env),
             rate_limit=_float(env, "VOD2S3_RATE_LIMIT", default.rate_limit, 0.0),

@@ -42,6 +42,7 @@ def record_view(row: UploadRecord) -> dict[str, Any]:
         "progress": progress_percent(row.state, row.bytes_uploaded, row.bytes_total),
         "error_code": row.error_code,
         "checksum": row.checksum,
+        "integrity": row.integrity,
         "callback_state": row.callback_state,
         "callback_attempts": int(row.callback_attempts),
         "callback_status": int(row.callback_status),

@@ -32,6 +32,7 @@ from vod2s3.store.sqltime import SqlTime, sql_time_for
 from vod2s3.store.workers import WorkerLock, WorkerRegistry
 from vod2s3.worker.accounts import AccountCache
 from vod2s3.worker.clients import ClientCache
+from vod2s3.worker.integrity import IntegrityChooser
 from vod2s3.worker.job import JobContext
 from vod2s3.worker.leases import LeaseKeeper
 from vod2s3.worker.loop import Worker, new_owner_id
@@ -128,18 +129,20 @@ class Runtime:
         lock = WorkerLock(self.engine, worker_id)
         lock.hold()
         queue = self.queue
+        clients = ClientCache(
+            settings.s3_connect_timeout,
+            settings.s3_read_timeout,
+            settings.payload_signing,
+            pool_size=max(10, concurrency * settings.parts_in_flight),
+            user_agent_extra=f"vod2s3-worker/{name}",
+        )
         ctx = JobContext(
             settings=settings,
             accounts=AccountCache(self.accounts, self.box),
             queue=queue,
             journal=self.journal,
-            clients=ClientCache(
-                settings.s3_connect_timeout,
-                settings.s3_read_timeout,
-                settings.payload_signing,
-                pool_size=max(10, concurrency * settings.parts_in_flight),
-                user_agent_extra=f"vod2s3-worker/{name}",
-            ),
+            clients=clients,
+            integrity=IntegrityChooser(clients, settings.integrity),
             policy=RetryPolicy(
                 max_attempts=settings.max_attempts,
                 base_delay=settings.retry_base_delay,

@@ -191,8 +191,9 @@ def test_secrets_rotate_disable_and_stay_encrypted(
     assert _status_error(client(first)).http_status == 401
 
     # A legacy client's account: its failures come with HTTP 200, its body says failure.
-    cli.run("accounts", "set", "--cdn", "158", "--failure-status", "200")
-    assert cli.json("accounts", "list", "--json")[0]["failure_status"] == "200"
+    cli.run("accounts", "set", "--cdn", "158", "--failure-status", "200", "--integrity", "md5")
+    listed = cli.json("accounts", "list", "--json")[0]
+    assert (listed["failure_status"], listed["integrity"]) == ("200", "md5")
     cli.run("accounts", "disable", "--cdn", "158")
     legacy = _status_error(client(third))
     assert (legacy.http_status, legacy.response["code"]) == (200, "0005"), legacy.message

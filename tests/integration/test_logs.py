@@ -36,6 +36,7 @@ def worker_env(service: RunningService, **extra: str) -> dict[str, str]:
         **os.environ,
         "VOD2S3_DATABASE_URL": settings.database_url,
         "VOD2S3_STORAGE_ROOT": str(settings.storage_root),
+        "VOD2S3_INTEGRITY": settings.integrity,
         "VOD2S3_MASTER_KEY": settings.master_key,
         "VOD2S3_POLL_INTERVAL": "0.05",
         "VOD2S3_RETRY_BASE_DELAY": "0",

@@ -221,6 +221,7 @@ def test_worker_process_serves_its_metrics_on_its_own_port(
         **os.environ,
         "VOD2S3_DATABASE_URL": settings.database_url,
         "VOD2S3_STORAGE_ROOT": str(settings.storage_root),
+        "VOD2S3_INTEGRITY": settings.integrity,
         "VOD2S3_MASTER_KEY": settings.master_key,
         "VOD2S3_POLL_INTERVAL": "0.1",
     }

@@ -88,6 +88,7 @@ def setup(
             **os.environ,
             "VOD2S3_DATABASE_URL": settings.database_url,
             "VOD2S3_STORAGE_ROOT": str(settings.storage_root),
+            "VOD2S3_INTEGRITY": settings.integrity,
             "VOD2S3_MASTER_KEY": settings.master_key,
             "VOD2S3_PART_SIZE": str(PART),
             "VOD2S3_MULTIPART_THRESHOLD": str(PART),

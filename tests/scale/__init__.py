@@ -137,6 +137,8 @@ class Fleet:
             "VOD2S3_RETRY_MAX_DELAY": "0",
             "VOD2S3_RATE_LIMIT": "0",
             "VOD2S3_ADDRESS_RATE_LIMIT": "0",
+            # No integrity probe: fault rules and request counts see only the uploads.
+            "VOD2S3_INTEGRITY": "crc32c",
             "VOD2S3_LOG_LEVEL": "INFO",
             "VOD2S3_LOG_FORMAT": "text",
             **self.extra_env,

@@ -70,16 +70,25 @@ def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         )
 
 
-@pytest.fixture(params=STORES)
-def store(request: pytest.FixtureRequest, s3_endpoint: str) -> Store:
-    if request.param == "moto":
-        return Store("moto", s3_endpoint, "testing", "testing")
-    rgw: dict[str, str] = request.getfixturevalue("rgw")
-    https = request.param == "rgw-https"
+def rgw_store(rgw: dict[str, str], https: bool) -> Store:
     return Store(
-        request.param,
+        "rgw-https" if https else "rgw-http",
         rgw["RGW_SSL_ENDPOINT"] if https else rgw["RGW_ENDPOINT"],
         rgw["RGW_ACCESS_KEY"],
         rgw["RGW_SECRET_KEY"],
         rgw["RGW_CA_BUNDLE"] if https else "",
     )
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, s3_endpoint: str) -> Store:
+    if request.param == "moto":
+        return Store("moto", s3_endpoint, "testing", "testing")
+    return rgw_store(request.getfixturevalue("rgw"), https=request.param == "rgw-https")
+
+
+@pytest.fixture
+def rgw_http(rgw: dict[str, str]) -> Store:
+    """RGW over plain http: the one store whose bodies a loopback proxy can see and that
+    verifies checks (moto's server verifies none)."""
+    return rgw_store(rgw, https=False)

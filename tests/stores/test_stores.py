@@ -4,19 +4,23 @@ must make of the difference."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.faultproxy import FaultProxy, Rule
 from tests.service import RunningService, make_settings, running_service
 from tests.stores.conftest import Store
 from vod2s3.client import Vod2s3Client
 from vod2s3.headers import encode_metadata
+from vod2s3.s3.integrity import ALGORITHMS
 
 MiB = 1024 * 1024
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
@@ -24,17 +28,33 @@ ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 @pytest.fixture
 def svc(tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningService]:
-    if store.ca_bundle:
-        # The store's self-signed certificate, as an operator would trust it today.
-        monkeypatch.setenv("AWS_CA_BUNDLE", store.ca_bundle)
-    with running_service(make_settings(tmp_path), store.endpoint) as running:
+    with serving(tmp_path, store, monkeypatch) as running:
         yield running
 
 
-def customer(svc: RunningService, store: Store, secret: str = "") -> Vod2s3Client:
+@contextmanager
+def serving(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RunningService]:
+    if store.ca_bundle:
+        # The store's self-signed certificate, as an operator would trust it today.
+        monkeypatch.setenv("AWS_CA_BUNDLE", store.ca_bundle)
+    # The default check: "auto" probes each store for the cheapest it verifies.
+    settings = make_settings(tmp_path, integrity="auto", retry_base_delay=0.0, retry_max_delay=0.0)
+    with running_service(settings, store.endpoint) as running:
+        yield running
+
+
+def customer(
+    svc: RunningService, store: Store, secret: str = "", endpoint: str = ""
+) -> Vod2s3Client:
     issued = svc.runtime.accounts.create(158, "jb")
     svc.runtime.accounts.set_aws(
-        158, store.access_key, secret or store.secret_key, "us-east-1", endpoint_url=store.endpoint
+        158,
+        store.access_key,
+        secret or store.secret_key,
+        "us-east-1",
+        endpoint_url=endpoint or store.endpoint,
     )
     (svc.storage_root / "sestore1" / "jb").mkdir(parents=True, exist_ok=True)
     return svc.client(issued)
@@ -59,10 +79,25 @@ def test_put_and_multipart_keep_bytes_metadata_acls_and_a_true_etag(
     two = api.upload("sestore1/jb/large.mp4", bucket, "public-read")["id"]
     s3 = store.client()
 
+    # What "auto" found: RGW verifies Content-MD5 (and signed payloads) but ignores CRC32C;
+    # moto's server verifies none of the three, and the record says so.
+    expected = (
+        {"algorithm": "CRC32C", "verified_by": "nobody"}
+        if store.name == "moto"
+        else {"algorithm": "MD5", "verified_by": "store"}
+    )
     for upload_id, key, data in ((one, "small.mp4", small), (two, "large.mp4", large)):
         record = finished(svc, api, upload_id)
         assert record["state"] == "completed", record
         head = s3.head_object(Bucket=bucket, Key=key)
+        assert record["integrity"] == expected
+        algorithm, _, value = record["checksum"].partition(":")
+        assert algorithm == expected["algorithm"]
+        if algorithm == "MD5":
+            # Our MD5 (composite for multipart) is the store's own ETag, independently.
+            digest, _, parts = value.partition("-")
+            etag = base64.b64decode(digest).hex() + (f"-{parts}" if parts else "")
+            assert f'"{etag}"' == head["ETag"]
         # RGW answers CompleteMultipartUpload with an empty ETag: the record has the real one.
         assert record["results"]["ETag"] == head["ETag"] != ""
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -75,6 +110,9 @@ def test_put_and_multipart_keep_bytes_metadata_acls_and_a_true_etag(
         return any(g["Grantee"].get("URI") == ALL_USERS for g in grants)
 
     assert (public("small.mp4"), public("large.mp4")) == (False, True)
+    # The probes left nothing behind.
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert sorted(keys) == ["large.mp4", "small.mp4"]
 
 
 def test_encryption_the_store_does_not_apply_is_never_recorded_as_done(
@@ -146,3 +184,31 @@ def test_a_missing_bucket_and_a_wrong_secret_say_what_to_fix(
     else:
         assert record["error_code"] == "SignatureDoesNotMatch"
         assert "secret" in record["message"].lower()
+
+
+@pytest.mark.parametrize("mode", ["md5", "sha256", "crc32c"])
+def test_a_body_damaged_on_the_wire_is_refused_by_the_check_rgw_verifies(
+    tmp_path: Path, rgw_http: Store, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """A loopback proxy changes one byte of the first PutObject's body. RGW refuses it, and
+    the worker sends it again: for Content-MD5, for a signed payload, and for CRC32C too,
+    which RGW ignores, only because over plain http the payload is signed as well (the
+    default, VOD2S3_PAYLOAD_SIGNING=auto). Over https CRC32C alone would let the damage
+    through: the probe of "auto" finds that out and sends Content-MD5 instead."""
+    store = rgw_http
+    with serving(tmp_path, store, monkeypatch) as svc, FaultProxy(store.endpoint) as proxy:
+        api = customer(svc, store, endpoint=proxy.url)
+        svc.runtime.accounts.set_integrity(158, mode)
+        bucket = store.new_bucket()
+        data = os.urandom(4096)
+        svc.write_source("sestore1/jb/wire.mp4", data)
+        proxy.add_rule(Rule(operation="PutObject", action="corrupt", times=1))
+        upload_id = api.upload("sestore1/jb/wire.mp4", bucket, "private")["id"]
+
+        record = finished(svc, api, upload_id)
+
+    assert record["state"] == "completed", record
+    stored = store.client().get_object(Bucket=bucket, Key="wire.mp4")["Body"].read()
+    assert record["integrity"] == {"algorithm": ALGORITHMS[mode], "verified_by": "unknown"}
+    assert record["attempts"] == 2  # refused (BadDigest / SHA-256 mismatch), sent again
+    assert stored == data

@@ -42,12 +42,16 @@ class UploadTuning:
     multipart_threshold: int = 16 * MIB
     part_size: int = 16 * MIB
     parts_in_flight: int = 4
+    # The check every body carries (vod2s3.s3.integrity): "crc32c", "md5" or "sha256".
+    integrity: str = "crc32c"
 
     def __post_init__(self) -> None:
         if self.parts_in_flight < 1:
             raise ValueError("parts_in_flight must be at least 1")
         if self.part_size < 1:
             raise ValueError("part_size must be positive")
+        if self.integrity not in ("crc32c", "md5", "sha256"):
+            raise ValueError(f"integrity must be crc32c, md5 or sha256, not {self.integrity!r}")
 
 
 @dataclass(frozen=True)

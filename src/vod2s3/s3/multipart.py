@@ -17,9 +17,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from vod2s3.s3.abort import abort_strays, abort_upload
 from vod2s3.s3.body import part_body
 from vod2s3.s3.budget import PartBudget, unlimited
-from vod2s3.s3.checksum import ALGORITHM, checksum
 from vod2s3.s3.classify import classify
 from vod2s3.s3.failure import AttemptFailure, stopped
+from vod2s3.s3.integrity import (
+    Mode,
+    body_params,
+    completed_part,
+    create_params,
+    mode_of,
+    part_check,
+)
 from vod2s3.s3.journal import MultipartProgress, SentPart, UploadJournal
 from vod2s3.s3.model import ObjectSpec, UploadTuning
 from vod2s3.s3.params import object_params, payer_params
@@ -39,6 +46,7 @@ class _Upload:
     source: SourceFile
     part_size: int
     should_stop: Callable[[], bool]
+    mode: Mode
 
     def send(self, part: Part) -> SentPart:
         """Runs in a pool thread: read, checksum and send one part — unless the attempt
@@ -46,22 +54,22 @@ class _Upload:
         if self.should_stop():
             raise stopped()
         data = self.source.read(part.offset, part.length)
-        value = checksum(data)
+        value = part_check(self.mode, data)
         response = self.client.upload_part(
             Bucket=self.spec.bucket,
             Key=self.spec.key,
             UploadId=self.upload_id,
             PartNumber=part.number,
             Body=part_body(data),
-            ChecksumAlgorithm=ALGORITHM,
-            ChecksumCRC32C=value,
+            **body_params(self.mode, value),
             **payer_params(self.spec),
         )
         return SentPart(part.number, response["ETag"], value, part.length)
 
     def complete(self, sent: list[SentPart]) -> Mapping[str, Any]:
         listed: list[CompletedPartTypeDef] = [
-            {"PartNumber": p.number, "ETag": p.etag, "ChecksumCRC32C": p.checksum} for p in sent
+            completed_part(self.mode, p.number, p.etag, p.checksum)  # type: ignore[misc]
+            for p in sent
         ]
         return self.client.complete_multipart_upload(
             Bucket=self.spec.bucket,
@@ -92,16 +100,15 @@ def upload_multipart(
     permanent error, a changed source) aborts it; any other failure leaves it for the next
     attempt to resume, and the journal holds what it needs.
     """
-    upload, done = _resume(client, spec, source, size, resume, journal, should_stop)
+    mode: Mode = tuning.integrity  # type: ignore[assignment]
+    upload, done = _resume(client, spec, source, size, resume, journal, should_stop, mode)
     if upload is None:
         if taken_over:
             _fenced(journal)
             abort_strays(client, spec, keep=None if resume is None else resume.upload_id)
         part_size = part_size_for(size, tuning.part_size)
-        created = client.create_multipart_upload(
-            **object_params(spec), ChecksumAlgorithm=ALGORITHM, ChecksumType="COMPOSITE"
-        )
-        upload = _Upload(client, spec, created["UploadId"], source, part_size, should_stop)
+        created = client.create_multipart_upload(**object_params(spec), **create_params(mode))
+        upload = _Upload(client, spec, created["UploadId"], source, part_size, should_stop, mode)
         # Not recorded (a lost lease, the database away): no attempt could ever resume it,
         # and nobody else knows it, so it must not stay open.
         try:
@@ -162,6 +169,7 @@ def _resume(
     resume: MultipartProgress | None,
     journal: UploadJournal,
     should_stop: Callable[[], bool],
+    mode: Mode,
 ) -> tuple[_Upload | None, list[SentPart]]:
     """The earlier upload and the parts of it S3 really holds, or (None, []) to start over."""
     if resume is None:
@@ -170,6 +178,9 @@ def _resume(
         resume.source_mtime_ns == source.mtime_ns
         and resume.part_size >= MIN_PART_SIZE
         and resume.part_size * MAX_PARTS >= size
+        # A multipart upload keeps the check it was begun with (a flexible checksum is
+        # declared when it is created): parts of another check cannot finish it.
+        and all(mode_of(part.checksum) == mode for part in resume.parts)
     )
     if not usable:
         # Parts of a file that has changed since must never be stitched into the object.
@@ -185,7 +196,7 @@ def _resume(
     kept = [p for p in resume.parts if held.get(p.number) == (p.etag, p.length)]
     if not journal.resumed(kept):
         raise stopped()
-    upload = _Upload(client, spec, resume.upload_id, source, resume.part_size, should_stop)
+    upload = _Upload(client, spec, resume.upload_id, source, resume.part_size, should_stop, mode)
     return upload, kept
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from vod2s3.s3.body import part_body
-from vod2s3.s3.checksum import ALGORITHM, checksum
+from vod2s3.s3.integrity import Mode, body_params, part_check
 from vod2s3.s3.model import ObjectSpec
 from vod2s3.s3.params import object_params
 from vod2s3.s3.source import SourceFile
@@ -16,15 +16,13 @@ if TYPE_CHECKING:  # the stubs are a development dependency only
 
 
 def put_object(
-    client: S3Client, spec: ObjectSpec, source: SourceFile, size: int
+    client: S3Client, spec: ObjectSpec, source: SourceFile, size: int, mode: Mode = "crc32c"
 ) -> tuple[Mapping[str, Any], str]:
-    """S3's answer and the checksum we sent (S3 refuses the object if the bytes do not match)."""
+    """S3's answer and the check value we sent (the store refuses the object if the bytes
+    do not match it)."""
     body = source.read(0, size)
-    value = checksum(body)
+    value = part_check(mode, body)
     response = client.put_object(
-        **object_params(spec),
-        Body=part_body(body),
-        ChecksumAlgorithm=ALGORITHM,
-        ChecksumCRC32C=value,
+        **object_params(spec), Body=part_body(body), **body_params(mode, value)
     )
     return response, value

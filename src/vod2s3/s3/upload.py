@@ -6,17 +6,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from vod2s3.s3.budget import PartBudget, unlimited
-from vod2s3.s3.checksum import composite
 from vod2s3.s3.classify import classify
 from vod2s3.s3.confirm import confirmed
 from vod2s3.s3.failure import stopped
+from vod2s3.s3.integrity import Mode, composite, final_checksum
 from vod2s3.s3.journal import MultipartProgress, NoJournal, UploadJournal
 from vod2s3.s3.model import ObjectSpec, S3Target, UploadOutcome, UploadTuning
 from vod2s3.s3.multipart import upload_multipart
 from vod2s3.s3.params import sent_options
 from vod2s3.s3.parts import MAX_PUT_SIZE
 from vod2s3.s3.put import put_object
-from vod2s3.s3.results import build_results, final_checksum, response_status
+from vod2s3.s3.results import build_results, response_status
 from vod2s3.s3.source import SourceFile
 from vod2s3.s3.urls import object_url
 
@@ -57,6 +57,7 @@ def upload(
     ``taken_over``: an earlier attempt may have died between creating a multipart upload and
     recording it; before creating a new one, such strays of the same key are aborted.
     """
+    mode: Mode = tuning.integrity  # type: ignore[assignment]  # checked by UploadTuning
     journal = _CarriedJournal(journal or NoJournal())
     progress = _carried(progress)
     should_stop = _carried(should_stop)
@@ -79,17 +80,17 @@ def upload(
                 taken_over,
             )
             response = confirmed(client, spec, response)
-            computed = composite([part.checksum for part in sent])
-            checksum = final_checksum(response, computed, parts=len(sent))
+            computed = composite(mode, [part.checksum for part in sent])
+            checksum = final_checksum(mode, response, computed, parts=len(sent))
         else:
             room = budget or unlimited()
             taken = room.take(size, should_stop)
             try:
-                response, computed = put_object(client, spec, source, size)
+                response, computed = put_object(client, spec, source, size, mode)
             finally:
                 room.give_back(taken)
             response = confirmed(client, spec, response)
-            checksum = final_checksum(response, computed)
+            checksum = final_checksum(mode, response, computed)
             progress(size)
     except _CallerError as exc:
         raise exc.original from None

@@ -347,6 +347,7 @@ class LeaseQueue:
         checksum: str,
         size: int,
         parts_recorded: bool = True,
+        integrity: dict[str, str] | None = None,
     ) -> Finished | None:
         """Record success; the parts are forgotten and the callback queued, in the same
         transaction. None when the lease no longer holds. ``parts_recorded=False`` (the
@@ -359,6 +360,7 @@ class LeaseQueue:
             results=results,
             status=status,
             checksum=checksum,
+            integrity=integrity,
             error_code="",
             bytes_total=size,
             bytes_uploaded=size,

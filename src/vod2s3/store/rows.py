@@ -84,6 +84,7 @@ class UploadRecord(FromRow):
     bytes_uploaded: int
     error_code: str
     checksum: str
+    integrity: dict[str, str] | None
     callback_state: str
     callback_attempts: int
     callback_status: int

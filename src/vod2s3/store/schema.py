@@ -70,6 +70,8 @@ accounts = Table(
     # How failures are answered: NULL follows VOD2S3_FAILURE_HTTP_STATUS; "200" answers
     # them with HTTP 200 for clients that read the body only on success; "native".
     Column("failure_status", String(8), nullable=True),
+    # The check sent with every body: NULL follows VOD2S3_INTEGRITY (s3/integrity.py).
+    Column("integrity", String(8), nullable=True),
     Index("ix_accounts_last_claimed_id", "last_claimed", "id"),
 )
 
@@ -98,6 +100,9 @@ uploads = Table(
     Column("error_code", String(64), nullable=False, default=""),
     Column("results", JSON, nullable=False),
     Column("checksum", String(128), nullable=False, default=""),
+    # Which check the bytes carried and who verified it (worker/integrity.py); NULL until
+    # the upload completes.
+    Column("integrity", JSON, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("bytes_total", BigInteger, nullable=False, default=0),
     Column("bytes_uploaded", BigInteger, nullable=False, default=0),

@@ -44,25 +44,35 @@ class ClientCache:
         with self._lock:
             self._build(S3Target("warm-up", "warm-up", "us-east-1", "http://127.0.0.1:9"))
 
-    def get(self, target: S3Target) -> S3Client:
+    def get(self, target: S3Target, payload_signing: str = "") -> S3Client:
+        """The client for ``target``; ``payload_signing`` ("on", "off") overrides the
+        service's setting (the sha256 integrity check needs it on, the probes of the
+        others off)."""
+        signing = payload_signing or self._payload_signing
         # Keyed by a digest, so that no secret sits in a dict key that might get printed.
         identity = "\0".join(
-            (target.access_key_id, target.secret_access_key, target.region, target.endpoint_url)
+            (
+                target.access_key_id,
+                target.secret_access_key,
+                target.region,
+                target.endpoint_url,
+                signing,
+            )
         )
         key = hashlib.sha256(identity.encode("utf-8")).hexdigest()
         with self._lock:
             client = self._clients.get(key)
             if client is None:
-                client = self._build(target)
+                client = self._build(target, signing)
                 self._clients[key] = client
             return client
 
-    def _build(self, target: S3Target) -> S3Client:
+    def _build(self, target: S3Target, payload_signing: str = "") -> S3Client:
         return make_client(
             target,
             connect_timeout=self._connect_timeout,
             read_timeout=self._read_timeout,
-            payload_signing=self._payload_signing,
+            payload_signing=payload_signing or self._payload_signing,
             max_pool_connections=self._pool_size,
             session=self._session,
             user_agent_extra=self._user_agent_extra,

@@ -36,6 +36,7 @@ from vod2s3.store.queue import LeaseQueue
 from vod2s3.store.rows import AbandonedMultipart, ClaimedUpload, StoredPart
 from vod2s3.worker.accounts import AccountCache
 from vod2s3.worker.clients import ClientCache
+from vod2s3.worker.integrity import IntegrityChooser
 from vod2s3.worker.leases import HeldLease, LeaseKeeper
 from vod2s3.worker.retry import RetryPolicy, decide
 
@@ -50,6 +51,7 @@ class JobContext:
     queue: LeaseQueue
     journal: PartJournal
     clients: ClientCache
+    integrity: IntegrityChooser
     policy: RetryPolicy
     keeper: LeaseKeeper
     shutting_down: threading.Event
@@ -247,15 +249,17 @@ def _send(
     ctx: JobContext, claimed: ClaimedUpload, held: HeldLease, account: Account, fd: int, size: int
 ) -> None:
     target = ctx.accounts.target(account)
-    tuning = UploadTuning(
-        multipart_threshold=ctx.settings.multipart_threshold,
-        part_size=ctx.settings.part_size,
-        parts_in_flight=ctx.settings.parts_in_flight,
-    )
     journal = StoreJournal(ctx, held)
     try:
+        integrity = ctx.integrity.choose(target, account.integrity, claimed.bucket)
+        tuning = UploadTuning(
+            multipart_threshold=ctx.settings.multipart_threshold,
+            part_size=ctx.settings.part_size,
+            parts_in_flight=ctx.settings.parts_in_flight,
+            integrity=integrity.mode,
+        )
         outcome = upload(
-            ctx.clients.get(target),
+            ctx.integrity.client(target, integrity.mode),
             target,
             fd,
             size,
@@ -287,6 +291,7 @@ def _send(
             # Parts are journalled only for a multipart upload, this attempt's or an
             # earlier one's: a single PutObject of a fresh upload has none to forget.
             parts_recorded=journal.multipart or claimed.multipart_upload_id is not None,
+            integrity=integrity.record(),
         ),
     )
     if finished is None:

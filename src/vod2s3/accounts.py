@@ -7,12 +7,13 @@ import secrets
 import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, Integer, String, bindparam, exc, insert, select, update
 
 from vod2s3.clock import Clock
-from vod2s3.config import FAILURE_STATUSES, INTEGRITY_MODES
+from vod2s3.config import FAILURE_STATUSES, INTEGRITY_MODES, PAYLOAD_SIGNING_MODES
 from vod2s3.crypto import SecretBox
 from vod2s3.errors import BadRequest, Conflict, NotFound
 from vod2s3.store.db import transaction
@@ -50,6 +51,11 @@ class Account:
     # The check sent with every body ("auto", "crc32c", "md5", "sha256"); None follows
     # VOD2S3_INTEGRITY.
     integrity: str | None
+    # Endpoint options; None is the default ("auto" addressing, the system's trust store,
+    # VOD2S3_PAYLOAD_SIGNING).
+    addressing_style: str | None
+    ca_bundle: str | None
+    payload_signing: str | None
     # Encrypted; decrypt only where needed, through the methods below.
     _secret_enc: str
     _previous_secret_enc: str | None
@@ -91,8 +97,30 @@ class Account:
             "buckets": list(self.allowed_buckets),
             "failure_status": self.failure_status,
             "integrity": self.integrity,
+            "addressing_style": self.addressing_style,
+            "ca_bundle": self.ca_bundle,
+            "payload_signing": self.payload_signing,
             "created": self.created.strftime("%Y-%m-%d %H:%M:%S"),
         }
+
+
+ADDRESSING_STYLES = ("auto", "path", "virtual")
+# "Leave this option as it is" for set_endpoint_options (None means: back to the default).
+UNCHANGED = "\0unchanged"
+
+
+def _ca_bundle(path: str) -> str:
+    """An absolute path to a readable PEM file with a certificate in it."""
+    file = Path(path)
+    if not file.is_absolute():
+        raise BadRequest(f"--ca-bundle must be an absolute path, got {path!r}")
+    try:
+        text = file.read_text(encoding="ascii", errors="replace")
+    except OSError as error:
+        raise BadRequest(f"--ca-bundle {path}: {error.strerror or error}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise BadRequest(f"--ca-bundle {path} holds no PEM certificate")
+    return str(file)
 
 
 @dataclass(frozen=True)
@@ -117,6 +145,9 @@ def _from_row(row: Any) -> Account:
         created=row.created,
         failure_status=row.failure_status,
         integrity=row.integrity,
+        addressing_style=row.addressing_style,
+        ca_bundle=row.ca_bundle,
+        payload_signing=row.payload_signing,
         _secret_enc=row.secret_enc,
         _previous_secret_enc=row.previous_secret_enc,
         _previous_secret_expires=row.previous_secret_expires,
@@ -269,6 +300,35 @@ class AccountStore:
                 f"got {failure_status!r}"
             )
         self._update(cdn, {"failure_status": failure_status})
+
+    def set_endpoint_options(
+        self,
+        cdn: int,
+        *,
+        addressing_style: str | None = UNCHANGED,
+        ca_bundle: str | None = UNCHANGED,
+        payload_signing: str | None = UNCHANGED,
+    ) -> None:
+        """Change the options given; None resets one to its default."""
+        values: dict[str, Any] = {}
+        if addressing_style != UNCHANGED:
+            if addressing_style not in (*ADDRESSING_STYLES, None):
+                raise BadRequest(
+                    f"addressing style must be one of {', '.join(ADDRESSING_STYLES)}, "
+                    f"got {addressing_style!r}"
+                )
+            values["addressing_style"] = addressing_style
+        if ca_bundle != UNCHANGED:
+            values["ca_bundle"] = None if ca_bundle is None else _ca_bundle(ca_bundle)
+        if payload_signing != UNCHANGED:
+            if payload_signing not in (*PAYLOAD_SIGNING_MODES, None):
+                raise BadRequest(
+                    f"payload signing must be one of {', '.join(PAYLOAD_SIGNING_MODES)}, "
+                    f"got {payload_signing!r}"
+                )
+            values["payload_signing"] = payload_signing
+        if values:
+            self._update(cdn, values)
 
     def set_integrity(self, cdn: int, integrity: str | None) -> None:
         """A check for this account's uploads, "auto", or None to follow the service's."""

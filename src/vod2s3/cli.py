@@ -216,12 +216,52 @@ def accounts_enable(cdn: int) -> None:
     "compatibility.md), auto (the cheapest a probe finds verified), or VOD2S3_INTEGRITY "
     "(default).",
 )
+@click.option(
+    "--addressing-style",
+    type=click.Choice(["auto", "path", "virtual", "default"]),
+    default=None,
+    help="How buckets are addressed: auto (path-style for a custom endpoint, "
+    "virtual-hosted on AWS), path, or virtual.",
+)
+@click.option(
+    "--ca-bundle",
+    default=None,
+    help="An absolute path to a PEM file of the CA that signed the endpoint's certificate "
+    '(a private CA); "" for the system\'s trust store.',
+)
+@click.option(
+    "--payload-signing",
+    type=click.Choice(["auto", "on", "off", "default"]),
+    default=None,
+    help="SHA-256 payload signing for this account (default: VOD2S3_PAYLOAD_SIGNING).",
+)
 @friendly_errors
-def accounts_set(cdn: int, failure_status: str | None, integrity: str | None) -> None:
-    """Change an account's settings."""
-    if failure_status is None and integrity is None:
-        raise click.UsageError("give --failure-status or --integrity (or both)")
+def accounts_set(
+    cdn: int,
+    failure_status: str | None,
+    integrity: str | None,
+    addressing_style: str | None,
+    ca_bundle: str | None,
+    payload_signing: str | None,
+) -> None:
+    """Change an account's settings (only those given)."""
+    given = (failure_status, integrity, addressing_style, ca_bundle, payload_signing)
+    if all(option is None for option in given):
+        raise click.UsageError(
+            "give at least one of --failure-status, --integrity, --addressing-style, "
+            "--ca-bundle, --payload-signing"
+        )
     store = _accounts()
+    endpoint: dict[str, str | None] = {}
+    if addressing_style is not None:
+        endpoint["addressing_style"] = None if addressing_style == "default" else addressing_style
+    if ca_bundle is not None:
+        endpoint["ca_bundle"] = ca_bundle or None
+    if payload_signing is not None:
+        endpoint["payload_signing"] = None if payload_signing == "default" else payload_signing
+    if endpoint:
+        store.set_endpoint_options(cdn, **endpoint)
+        click.echo(f"account cdn {cdn}: endpoint options saved")
     if failure_status is not None:
         store.set_failure_status(cdn, None if failure_status == "default" else failure_status)
         click.echo(f"account cdn {cdn}: failures answered with {failure_status} status")

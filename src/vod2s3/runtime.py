@@ -36,6 +36,7 @@ from vod2s3.worker.integrity import IntegrityChooser
 from vod2s3.worker.job import JobContext
 from vod2s3.worker.leases import LeaseKeeper
 from vod2s3.worker.loop import Worker, new_owner_id
+from vod2s3.worker.regions import BucketRegions
 from vod2s3.worker.retry import RetryPolicy
 
 
@@ -143,6 +144,7 @@ class Runtime:
             journal=self.journal,
             clients=clients,
             integrity=IntegrityChooser(clients, settings.integrity),
+            regions=BucketRegions(),
             policy=RetryPolicy(
                 max_attempts=settings.max_attempts,
                 base_delay=settings.retry_base_delay,

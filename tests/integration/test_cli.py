@@ -377,3 +377,38 @@ def test_client_upload_sends_the_s3_options(
     head = s3_client.head_object(Bucket=bucket, Key="clip.mp4")
     assert (head["ContentType"], head["CacheControl"]) == ("video/x-test", "max-age=60")
     assert (head["StorageClass"], head["ServerSideEncryption"]) == ("STANDARD_IA", "AES256")
+
+
+def test_endpoint_options_are_checked_and_listed(cli: Cli, tmp_path: Path) -> None:
+    cli.run("db", "upgrade")
+    cli.run("accounts", "create", "--cdn", "158", "--storage-user", "jb")
+    relative = cli.run("accounts", "set", "--cdn", "158", "--ca-bundle", "ca.pem", check=False)
+    assert relative.returncode == 1
+    assert "absolute path" in relative.stderr
+    no_pem = tmp_path / "not-a-cert.txt"
+    no_pem.write_text("hello")
+    refused = cli.run("accounts", "set", "--cdn", "158", "--ca-bundle", str(no_pem), check=False)
+    assert "holds no PEM certificate" in refused.stderr
+    pem = tmp_path / "ca.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    cli.run(
+        "accounts",
+        "set",
+        "--cdn",
+        "158",
+        "--ca-bundle",
+        str(pem),
+        "--addressing-style",
+        "virtual",
+        "--payload-signing",
+        "on",
+    )
+    listed = cli.json("accounts", "list", "--json")[0]
+    assert (listed["ca_bundle"], listed["addressing_style"], listed["payload_signing"]) == (
+        str(pem),
+        "virtual",
+        "on",
+    )
+    cli.run("accounts", "set", "--cdn", "158", "--ca-bundle", "", "--addressing-style", "default")
+    listed = cli.json("accounts", "list", "--json")[0]
+    assert (listed["ca_bundle"], listed["addressing_style"]) == (None, None)

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from vod2s3.headers import decode_value, encode_value
-from vod2s3.s3 import AttemptFailure, S3Target, UploadTuning, object_url
+from vod2s3.s3 import AttemptFailure, S3Target, UploadTuning, make_client, object_url
 from vod2s3.s3.checksum import checksum, composite
 from vod2s3.s3.parts import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, part_size_for, plan_parts
 from vod2s3.s3.results import final_checksum
@@ -163,3 +163,17 @@ def test_final_composite_checksum_always_ends_with_the_part_count() -> None:
     assert final_checksum({"ChecksumCRC32": "abc==-4"}, "x", parts=4) == "CRC32:abc==-4"
     full = {"ChecksumCRC32": "abc==", "ChecksumType": "FULL_OBJECT"}
     assert final_checksum(full, "x", parts=4) == "CRC32:abc=="
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "style", "expected"),
+    [
+        ("http://127.0.0.1:9", "auto", "path"),
+        ("", "auto", "auto"),
+        ("http://127.0.0.1:9", "virtual", "virtual"),
+        ("", "path", "path"),
+    ],
+)
+def test_addressing_style_per_account(endpoint: str, style: str, expected: str) -> None:
+    client = make_client(S3Target("k", "s", "us-east-1", endpoint, addressing_style=style))
+    assert client.meta.config.s3["addressing_style"] == expected

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import boto3
 import botocore.auth
@@ -42,6 +42,13 @@ def make_client(
     """
     over_tls = not target.endpoint_url or target.endpoint_url.lower().startswith("https:")
     sign_payload = payload_signing == "on" or (payload_signing == "auto" and not over_tls)
+    addressing: Literal["auto", "virtual", "path"] = (
+        "virtual" if target.addressing_style == "virtual" else "path"
+    )
+    if target.addressing_style not in ("path", "virtual"):
+        # S3-compatible servers (MinIO, moto, Ceph) are usually reached by address, not
+        # by per-bucket DNS names.
+        addressing = "path" if target.endpoint_url else "auto"
     config = Config(
         region_name=target.region,
         signature_version="s3v4",
@@ -56,9 +63,7 @@ def make_client(
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         s3={
-            # S3-compatible servers (MinIO, moto, Ceph) are usually reached by address, not
-            # by per-bucket DNS names.
-            "addressing_style": "path" if target.endpoint_url else "auto",
+            "addressing_style": addressing,
             # We send our own CRC32C of every body, which S3 verifies, and TLS protects it in
             # transit, so SHA-256 payload signing (a second pass over every byte) buys nothing
             # there; botocore would skip it by itself only for checksums it computes. Over
@@ -76,6 +81,7 @@ def make_client(
         aws_access_key_id=target.access_key_id,
         aws_secret_access_key=target.secret_access_key,
         config=config,
+        verify=target.ca_bundle or None,
     )
     skip_expect_continue(client)
     if sign_payload:

@@ -17,6 +17,11 @@ class S3Target:
     secret_access_key: str = field(repr=False)
     region: str
     endpoint_url: str = ""
+    # "auto": path-style for a custom endpoint (S3-compatible stores are usually reached by
+    # address), virtual-hosted on AWS; or "path", "virtual".
+    addressing_style: str = "auto"
+    ca_bundle: str = ""  # a PEM file to trust for an https endpoint with a private CA
+    payload_signing: str = ""  # "auto", "on", "off"; "" follows the service's setting
 
 
 @dataclass(frozen=True)

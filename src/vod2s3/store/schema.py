@@ -72,6 +72,11 @@ accounts = Table(
     Column("failure_status", String(8), nullable=True),
     # The check sent with every body: NULL follows VOD2S3_INTEGRITY (s3/integrity.py).
     Column("integrity", String(8), nullable=True),
+    # Endpoint options (migration 0011); NULL = the default: "auto" addressing, the system's
+    # trust store, VOD2S3_PAYLOAD_SIGNING.
+    Column("addressing_style", String(8), nullable=True),
+    Column("ca_bundle", Text, nullable=True),
+    Column("payload_signing", String(8), nullable=True),
     Index("ix_accounts_last_claimed_id", "last_claimed", "id"),
 )
 

@@ -71,4 +71,7 @@ def _target(account: Account, box: SecretBox) -> S3Target:
         secret_access_key=account.aws_secret_access_key(box),
         region=account.aws_region,
         endpoint_url=account.aws_endpoint_url,
+        addressing_style=account.addressing_style or "auto",
+        ca_bundle=account.ca_bundle or "",
+        payload_signing=account.payload_signing or "",
     )

@@ -48,7 +48,7 @@ class ClientCache:
         """The client for ``target``; ``payload_signing`` ("on", "off") overrides the
         service's setting (the sha256 integrity check needs it on, the probes of the
         others off)."""
-        signing = payload_signing or self._payload_signing
+        signing = payload_signing or target.payload_signing or self._payload_signing
         # Keyed by a digest, so that no secret sits in a dict key that might get printed.
         identity = "\0".join(
             (
@@ -56,6 +56,8 @@ class ClientCache:
                 target.secret_access_key,
                 target.region,
                 target.endpoint_url,
+                target.addressing_style,
+                target.ca_bundle,
                 signing,
             )
         )

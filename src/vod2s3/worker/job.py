@@ -38,6 +38,7 @@ from vod2s3.worker.accounts import AccountCache
 from vod2s3.worker.clients import ClientCache
 from vod2s3.worker.integrity import IntegrityChooser
 from vod2s3.worker.leases import HeldLease, LeaseKeeper
+from vod2s3.worker.regions import BucketRegions
 from vod2s3.worker.retry import RetryPolicy, decide
 
 log = logging.getLogger("vod2s3.worker")
@@ -52,6 +53,7 @@ class JobContext:
     journal: PartJournal
     clients: ClientCache
     integrity: IntegrityChooser
+    regions: BucketRegions
     policy: RetryPolicy
     keeper: LeaseKeeper
     shutting_down: threading.Event
@@ -251,6 +253,7 @@ def _send(
     target = ctx.accounts.target(account)
     journal = StoreJournal(ctx, held)
     try:
+        ctx.regions.check(ctx.clients.get(target), target, claimed.bucket, claimed.cdn_id)
         integrity = ctx.integrity.choose(target, account.integrity, claimed.bucket)
         tuning = UploadTuning(
             multipart_threshold=ctx.settings.multipart_threshold,

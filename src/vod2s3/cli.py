@@ -270,6 +270,53 @@ def accounts_set(
         click.echo(f"account cdn {cdn}: integrity {integrity}")
 
 
+@accounts.command("check")
+@click.option("--cdn", type=int, required=True)
+@click.option("--bucket", default=None, help="Default: the account's first allowed bucket.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def accounts_check(cdn: int, bucket: str | None, as_json: bool) -> None:
+    """Try the account's S3 settings against its real endpoint, one row per thing an upload
+    needs, each pass, warn or fail with what to do. Leaves nothing in the bucket. Exit
+    status 1 if any row fails."""
+    from vod2s3.s3 import make_client
+    from vod2s3.s3.check import FAIL, AccountCheck
+    from vod2s3.worker.accounts import account_target
+
+    runtime = _runtime()
+    _require_schema(runtime)
+    account = runtime.accounts.get(cdn)
+    bucket = bucket or next(iter(account.allowed_buckets), None)
+    if not bucket:
+        raise click.UsageError("the account allows any bucket: say which with --bucket")
+    if not account.has_aws_credentials:
+        raise ConfigurationError(f"account cdn {cdn} has no AWS credentials: `accounts set-aws`")
+    target = account_target(account, runtime.box)
+    settings = runtime.settings
+
+    def client_for(signing: str) -> Any:
+        return make_client(
+            target,
+            connect_timeout=settings.s3_connect_timeout,
+            read_timeout=settings.s3_read_timeout,
+            payload_signing=signing or target.payload_signing or settings.payload_signing,
+        )
+
+    rows = AccountCheck(target, bucket, client_for).run()
+    if as_json:
+        click.echo(json.dumps([row.as_dict() for row in rows]))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("check", "result", "detail", title=f"account cdn {cdn}, bucket {bucket}")
+        for row in rows:
+            table.add_row(row.check, row.result, row.detail)
+        Console().print(table)
+    if any(row.result == FAIL for row in rows):
+        sys.exit(1)
+
+
 @accounts.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors

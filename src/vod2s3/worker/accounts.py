@@ -50,7 +50,7 @@ class AccountCache:
         cached = self._cache.get(account.id)
         if cached is not None and cached.account == account:
             return cached.target
-        return _target(account, self._box)
+        return account_target(account, self._box)
 
     def _entry(self, account_id: int) -> _Cached:
         now = self._clock()
@@ -59,13 +59,13 @@ class AccountCache:
             if cached is not None and now < cached.until:
                 return cached
         account = self._accounts.get_by_id(account_id)
-        fresh = _Cached(account, _target(account, self._box), now + self._ttl)
+        fresh = _Cached(account, account_target(account, self._box), now + self._ttl)
         with self._lock:
             self._cache[account_id] = fresh
         return fresh
 
 
-def _target(account: Account, box: SecretBox) -> S3Target:
+def account_target(account: Account, box: SecretBox) -> S3Target:
     return S3Target(
         access_key_id=account.aws_access_key_id,
         secret_access_key=account.aws_secret_access_key(box),

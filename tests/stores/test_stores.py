@@ -8,9 +8,11 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -272,3 +274,82 @@ def test_accounts_check_tells_a_good_account_from_a_wrong_secret_and_a_missing_b
         wrong = check(svc, "--bucket", bucket)
         assert wrong.returncode == 1
         assert "secret" in json.loads(wrong.stdout)[0]["detail"].lower()
+
+
+@contextmanager
+def worker_process(
+    svc: RunningService, log: Path, **extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`vod2s3 worker` on the service's database, killed if the test leaves it running."""
+    settings = svc.runtime.settings
+    env = dict(
+        os.environ,
+        VOD2S3_DATABASE_URL=settings.database_url,
+        VOD2S3_MASTER_KEY=settings.master_key,
+        VOD2S3_STORAGE_ROOT=str(settings.storage_root),
+        VOD2S3_PART_SIZE=str(5 * MiB),
+        VOD2S3_MULTIPART_THRESHOLD=str(5 * MiB),
+        VOD2S3_PARTS_IN_FLIGHT="1",
+        VOD2S3_WORKER_CONCURRENCY="1",
+        VOD2S3_LEASE_SECONDS="120",  # taken over when found dead, not when the lease ends
+        VOD2S3_POLL_INTERVAL="0.1",
+        VOD2S3_RETRY_BASE_DELAY="0",
+        **extra,
+    )
+    with log.open("ab") as out:
+        proc = subprocess.Popen([VOD2S3, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+
+
+def wait_until(proc: subprocess.Popen[bytes], log: Path, done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 60
+    while not done():
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.05)
+
+
+def test_on_rgw_a_killed_worker_is_resumed_and_a_cancel_aborts(
+    tmp_path: Path, rgw_http: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The crash and cancel scenarios of the moto suite (tests/integration/test_worker_crash.py,
+    test_cancel_retry.py), against RGW: a worker SIGKILLed mid-multipart is taken over and
+    the object finished from the parts RGW holds; a cancelled multipart upload is aborted,
+    leaving no parts in RGW."""
+    store = rgw_http
+    log = tmp_path / "workers.log"
+    with serving(tmp_path, store, monkeypatch) as svc, FaultProxy(store.endpoint) as proxy:
+        api = customer(svc, store, endpoint=proxy.url)
+        bucket = store.new_bucket()
+        data = os.urandom(6 * 5 * MiB)
+        svc.write_source("sestore1/jb/long.mp4", data)
+        svc.write_source("sestore1/jb/cancelled.mp4", data)
+        proxy.add_rule(Rule(operation="UploadPart", action="delay", delay=0.3, times=-1))
+        long_id = api.upload("sestore1/jb/long.mp4", bucket, "private")["id"]
+
+        with worker_process(svc, log) as first:
+            wait_until(first, log, lambda: api.get(long_id)["bytes_uploaded"] >= 2 * 5 * MiB)
+            os.kill(first.pid, signal.SIGKILL)
+        with worker_process(svc, log) as second:
+            wait_until(second, log, lambda: api.get(long_id)["state"] == "completed")
+            record = api.get(long_id)
+            assert record["attempts"] == 2, record
+
+            cancelled_id = api.upload("sestore1/jb/cancelled.mp4", bucket, "private")["id"]
+            wait_until(second, log, lambda: api.get(cancelled_id)["bytes_uploaded"] >= 5 * MiB)
+            api.cancel(cancelled_id)
+            s3 = store.client()
+            wait_until(
+                second, log, lambda: not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+            )
+        assert api.get(cancelled_id)["state"] == "cancelled"
+
+    stored = s3.get_object(Bucket=bucket, Key="long.mp4")["Body"].read()
+    assert hashlib.sha256(stored).digest() == hashlib.sha256(data).digest()
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert keys == ["long.mp4"]

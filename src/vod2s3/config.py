@@ -111,7 +111,7 @@ class Settings:
     s3_connect_timeout: float = 10.0
     s3_read_timeout: float = 60.0
     # SHA-256 signing of every body byte: "auto" signs over plain http only (over https the
-    # CRC32C that S3 verifies plus TLS already cover the bytes).
+    # integrity check the store verifies plus TLS already cover the bytes).
     payload_signing: str = "auto"
     integrity: str = "auto"  # INTEGRITY_MODES; an account may choose its own
     log_format: str = "text"  # or "json": one object per line (vod2s3/logs.py)

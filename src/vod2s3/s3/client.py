@@ -64,11 +64,12 @@ def make_client(
         response_checksum_validation="when_required",
         s3={
             "addressing_style": addressing,
-            # We send our own CRC32C of every body, which S3 verifies, and TLS protects it in
-            # transit, so SHA-256 payload signing (a second pass over every byte) buys nothing
-            # there; botocore would skip it by itself only for checksums it computes. Over
-            # plain http the payload stays signed by default: there the signature is the only
-            # tamper check. Operators may turn it off for a trusted network ("off").
+            # We send our own check of every body, one the store is found to verify
+            # (s3/integrity.py), and TLS protects it in transit, so SHA-256 payload signing (a
+            # second pass over every byte) buys nothing there, unless it is the check itself
+            # ("sha256", which turns it on). Over plain http the payload stays signed by
+            # default: there the signature is the surest tamper check. Operators may turn it
+            # off for a trusted network ("off").
             "payload_signing_enabled": sign_payload,
         },
     )

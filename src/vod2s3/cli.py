@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -133,10 +134,40 @@ def accounts_create(cdn: int, storage_user: str, as_json: bool) -> None:
     )
 
 
+def _aws_secret(given: str | None, from_file: str | None) -> str:
+    """The AWS secret from --secret-access-key (``-``: standard input), from a file, or from
+    VOD2S3_AWS_SECRET_ACCESS_KEY: a secret on the command line is seen in `ps` and kept in
+    shell history."""
+    if given is not None and from_file is not None:
+        raise click.UsageError("give --secret-access-key or --secret-access-key-file, not both")
+    if from_file is not None:
+        try:
+            return Path(from_file).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise click.BadParameter(
+                f"{from_file}: {error.strerror}", param_hint="--secret-access-key-file"
+            ) from None
+    if given == "-":
+        return sys.stdin.readline().strip()
+    if given is None:
+        raise click.UsageError(
+            "the AWS secret is missing: --secret-access-key - (read from standard input), "
+            "--secret-access-key-file PATH, or VOD2S3_AWS_SECRET_ACCESS_KEY"
+        )
+    return given
+
+
 @accounts.command("set-aws")
 @click.option("--cdn", type=int, required=True)
 @click.option("--access-key-id", required=True)
-@click.option("--secret-access-key", required=True)
+@click.option(
+    "--secret-access-key",
+    envvar="VOD2S3_AWS_SECRET_ACCESS_KEY",
+    default=None,
+    help='"-" reads it from standard input; or use --secret-access-key-file, or the '
+    "environment variable VOD2S3_AWS_SECRET_ACCESS_KEY (not the command line: `ps` shows it).",
+)
+@click.option("--secret-access-key-file", default=None, help="A file holding the secret.")
 @click.option("--region", default="us-east-1", show_default=True)
 @click.option("--endpoint-url", default="", help="For S3-compatible endpoints.")
 @click.option("--buckets", default=None, help="Comma-separated buckets the account may use.")
@@ -144,18 +175,22 @@ def accounts_create(cdn: int, storage_user: str, as_json: bool) -> None:
 def accounts_set_aws(
     cdn: int,
     access_key_id: str,
-    secret_access_key: str,
+    secret_access_key: str | None,
+    secret_access_key_file: str | None,
     region: str,
     endpoint_url: str,
     buckets: str | None,
 ) -> None:
     """Set the AWS credentials, region, endpoint and allowed buckets of an account."""
+    secret = _aws_secret(secret_access_key, secret_access_key_file)
     bucket_list = None if buckets is None else [b.strip() for b in buckets.split(",") if b.strip()]
-    account = _accounts().set_aws(
-        cdn, access_key_id, secret_access_key, region, endpoint_url, bucket_list
-    )
+    account = _accounts().set_aws(cdn, access_key_id, secret, region, endpoint_url, bucket_list)
     allowed = ", ".join(account.allowed_buckets) or "any"
     click.echo(f"account cdn {cdn}: AWS settings saved (region {region}, buckets: {allowed})")
+
+
+# A grace period longer than this is a mistake (hours taken for days), not a plan.
+MAX_GRACE_HOURS = 720.0
 
 
 @accounts.command("rotate-secret")
@@ -168,9 +203,23 @@ def accounts_set_aws(
     help="How long the old secret keeps working.",
 )
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--yes", is_flag=True, help="Do not ask before rotating.")
 @friendly_errors
-def accounts_rotate_secret(cdn: int, grace_hours: float, as_json: bool) -> None:
+def accounts_rotate_secret(cdn: int, grace_hours: float, as_json: bool, yes: bool) -> None:
     """Issue a new API secret; the old one stays valid during the grace period."""
+    if not 0 <= grace_hours <= MAX_GRACE_HOURS:
+        raise click.BadParameter(
+            f"must be from 0 (the old secret stops at once) to {MAX_GRACE_HOURS:g} hours, "
+            f"got {grace_hours:g}",
+            param_hint="--grace-hours",
+        )
+    if not yes:
+        click.confirm(
+            f"Issue a new secret for cdn {cdn}? The old one stops working after "
+            f"{grace_hours:g} hours, and the customer must switch before then",
+            abort=True,
+            err=True,
+        )
     secret = _accounts().rotate_secret(cdn, timedelta(hours=grace_hours))
     _print(
         {"cdn": cdn, "secret": secret, "grace_hours": grace_hours},

@@ -85,6 +85,16 @@ def _operator_token(env: Mapping[str, str]) -> str:
     return token
 
 
+def masked_url(url: str) -> str:
+    """A database URL with its password replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///vod2s3.db"
@@ -200,6 +210,19 @@ class Settings:
             callback_timeout=_float(env, "VOD2S3_CALLBACK_TIMEOUT", default.callback_timeout, 0.1),
             allow_hard_links=_choice(env, "VOD2S3_ALLOW_HARD_LINKS", "no", ("yes", "no")) == "yes",
         )
+
+    def __repr__(self) -> str:
+        """Every setting but the secrets: the master key, the operator token and the
+        database password are masked (a repr ends up in logs and tracebacks)."""
+        shown = {
+            name: getattr(self, name)
+            for name in self.__dataclass_fields__
+            if name not in ("master_key", "operator_token", "database_url")
+        }
+        shown["database_url"] = masked_url(self.database_url)
+        shown["master_key"] = "***" if self.master_key else ""
+        shown["operator_token"] = "***" if self.operator_token else ""
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in sorted(shown.items())) + ")"
 
     @property
     def is_sqlite(self) -> bool:

@@ -52,6 +52,19 @@ class SecretBox:
         return plain
 
 
+def _read_private(key_file: Path) -> str:
+    """The key in ``key_file``, which nobody but its owner may read: a key that others could
+    read decrypts every stored secret, so it is refused rather than used."""
+    mode = key_file.stat().st_mode
+    if mode & 0o077:
+        raise ConfigurationError(
+            f"The master key file {key_file} can be read or changed by other users "
+            f"(mode {mode & 0o777:o}): run `chmod 600 {key_file}` (and consider rotating "
+            "the secrets it protects), or set VOD2S3_MASTER_KEY"
+        )
+    return key_file.read_text(encoding="ascii").strip()
+
+
 def load_master_key(configured: str, key_file: Path | None) -> str:
     """The configured key, else the one kept in ``key_file`` (created on first use)."""
     if configured:
@@ -62,13 +75,13 @@ def load_master_key(configured: str, key_file: Path | None) -> str:
             "place to keep a generated key, and every process must share the same one"
         )
     if key_file.exists():
-        return key_file.read_text(encoding="ascii").strip()
+        return _read_private(key_file)
     key = Fernet.generate_key().decode("ascii")
     # O_EXCL: two processes starting at once must not write two different keys.
     try:
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return key_file.read_text(encoding="ascii").strip()
+        return _read_private(key_file)
     except OSError as error:
         raise ConfigurationError(
             f"Cannot create the master key file {key_file} beside the SQLite database "

@@ -19,6 +19,8 @@ import pytest
 from tests.helpers import free_port, wait_for_http
 from tests.service import RunningService
 from vod2s3.client import ClientError, Vod2s3Client
+from vod2s3.config import Settings
+from vod2s3.runtime import Runtime
 
 VOD2S3 = str(Path(sys.executable).parent / "vod2s3")
 AWS_SECRET = "aws-secret-Zq7xW1pLm3"  # a value that must never be stored in plain text
@@ -153,7 +155,7 @@ def test_accounts_lifecycle(cli: Cli) -> None:
     assert created["secret"] not in text_listing.stdout
     assert AWS_SECRET not in text_listing.stdout
 
-    rotated = cli.json("accounts", "rotate-secret", "--cdn", "158", "--json")
+    rotated = cli.json("accounts", "rotate-secret", "--cdn", "158", "--json", "--yes")
     assert len(rotated["secret"]) >= 32
     assert rotated["secret"] != created["secret"]
     assert rotated["cdn"] == 158
@@ -174,7 +176,7 @@ def test_secrets_rotate_disable_and_stay_encrypted(
         AWS_SECRET,
     )
     first = created["secret"]
-    second = cli.json("accounts", "rotate-secret", "--cdn", "158", "--json")["secret"]
+    second = cli.json("accounts", "rotate-secret", "--cdn", "158", "--json", "--yes")["secret"]
 
     def client(secret: str) -> Vod2s3Client:
         return Vod2s3Client(cli.api_url, 158, created["api_key"], secret, timeout=10)
@@ -183,7 +185,7 @@ def test_secrets_rotate_disable_and_stay_encrypted(
     assert client(first).call("aws.status")["status"] == "success"
     assert client(second).call("aws.status")["status"] == "success"
 
-    rotated = cli.run("accounts", "rotate-secret", "--cdn", "158", "--grace-hours", "0")
+    rotated = cli.run("accounts", "rotate-secret", "--cdn", "158", "--grace-hours", "0", "--yes")
     third = rotated.stdout.split("new secret for cdn 158: ", 1)[1].split()[0]
     assert len(third) == 64
     assert client(third).call("aws.status")["status"] == "success"
@@ -263,7 +265,7 @@ def test_worker_stops_cleanly_on_signal(cli: Cli, sig: int) -> None:
     [
         ("accounts", "create", "--cdn", "158", "--storage-user", "jb"),
         ("accounts", "list", "--json"),
-        ("accounts", "rotate-secret", "--cdn", "158"),
+        ("accounts", "rotate-secret", "--cdn", "158", "--yes"),
     ],
 )
 def test_accounts_before_db_upgrade_say_to_run_it(cli: Cli, args: tuple[str, ...]) -> None:
@@ -412,3 +414,108 @@ def test_endpoint_options_are_checked_and_listed(cli: Cli, tmp_path: Path) -> No
     cli.run("accounts", "set", "--cdn", "158", "--ca-bundle", "", "--addressing-style", "default")
     listed = cli.json("accounts", "list", "--json")[0]
     assert (listed["ca_bundle"], listed["addressing_style"]) == (None, None)
+
+
+def test_a_master_key_file_others_can_read_is_refused_with_the_chmod(cli: Cli) -> None:
+    cli.run("db", "upgrade")
+    key_file = cli.db_path.with_name("db.master-key")
+    key_file.chmod(0o644)
+
+    done = cli.run("accounts", "list", check=False)
+
+    assert done.returncode == 1
+    assert f"chmod 600 {key_file}" in done.stderr
+    assert "Traceback" not in done.stderr
+    key_file.chmod(0o600)
+    assert cli.run("accounts", "list").returncode == 0
+
+
+@pytest.mark.parametrize("hours", ["-5", "100000", "nan"])
+def test_rotate_secret_refuses_a_grace_period_that_is_a_mistake(cli: Cli, hours: str) -> None:
+    cli.run("db", "upgrade")
+    cli.run("accounts", "create", "--cdn", "158", "--storage-user", "jb")
+    done = cli.run(
+        "accounts", "rotate-secret", "--cdn", "158", "--grace-hours", hours, "--yes", check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--grace-hours" in done.stderr
+    assert "new secret" not in done.stdout
+
+
+def test_rotate_secret_asks_first_unless_told_yes(cli: Cli) -> None:
+    cli.run("db", "upgrade")
+    cli.run("accounts", "create", "--cdn", "158", "--storage-user", "jb")
+    declined = subprocess.run(
+        [VOD2S3, "accounts", "rotate-secret", "--cdn", "158"],
+        env=cli.env,
+        cwd=cli.tmp,
+        input="n\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert declined.returncode == 1
+    assert "Issue a new secret for cdn 158?" in declined.stderr
+    assert "new secret" not in declined.stdout
+    accepted = subprocess.run(
+        [VOD2S3, "accounts", "rotate-secret", "--cdn", "158"],
+        env=cli.env,
+        cwd=cli.tmp,
+        input="y\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    assert "new secret for cdn 158" in accepted.stdout
+
+
+def test_the_aws_secret_comes_from_stdin_a_file_or_the_environment(
+    cli: Cli, tmp_path: Path
+) -> None:
+    cli.run("db", "upgrade")
+    cli.run("accounts", "create", "--cdn", "158", "--storage-user", "jb")
+    base = [VOD2S3, "accounts", "set-aws", "--cdn", "158", "--access-key-id", "AKIAEXAMPLE"]
+
+    def stored_secret() -> str:
+        runtime = Runtime.open(Settings.from_env(cli.env))
+        try:
+            return runtime.accounts.get(158).aws_secret_access_key(runtime.box)
+        finally:
+            runtime.close()
+
+    from_stdin = subprocess.run(
+        [*base, "--secret-access-key", "-"],
+        env=cli.env,
+        input="from-stdin\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    assert stored_secret() == "from-stdin"
+    secret_file = tmp_path / "aws-secret"
+    secret_file.write_text("from-file\n")
+    cli.run(
+        "accounts",
+        "set-aws",
+        "--cdn",
+        "158",
+        "--access-key-id",
+        "AKIAEXAMPLE",
+        "--secret-access-key-file",
+        str(secret_file),
+    )
+    assert stored_secret() == "from-file"
+    from_env = subprocess.run(
+        base,
+        env={**cli.env, "VOD2S3_AWS_SECRET_ACCESS_KEY": "from-env"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert from_env.returncode == 0, from_env.stderr
+    assert stored_secret() == "from-env"
+    missing = cli.run("accounts", "set-aws", "--cdn", "158", "--access-key-id", "AKIA", check=False)
+    assert missing.returncode == 2
+    assert "VOD2S3_AWS_SECRET_ACCESS_KEY" in missing.stderr

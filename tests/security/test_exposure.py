@@ -364,7 +364,7 @@ def test_nothing_secret_leaks_from_vod2s3_serve_at_debug(
         for secret in ("wrong", created["api_key"], ""):
             refused(send(php_json_encode(sign(request_object(issued, "aws.status"), secret))), 401)
         rotated = json.loads(
-            serve.cli("accounts", "rotate-secret", "--cdn", "158", "--json").stdout
+            serve.cli("accounts", "rotate-secret", "--cdn", "158", "--json", "--yes").stdout
         )["secret"]
         fresh = IssuedCredentials(158, "jb", created["api_key"], rotated)
         ok(send(signed_text(fresh, "aws.status")))

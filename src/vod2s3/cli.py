@@ -545,14 +545,16 @@ def worker(
 
 
 def _serve_metrics(runtime: Runtime, host: str, port: int | None) -> Any:
-    """The worker's registry over HTTP (a daemon thread), or None when no port is given."""
+    """The worker's /metrics, /healthz and /readyz over HTTP (a daemon thread), or None
+    when no port is given."""
     if port is None:
         return None
-    from prometheus_client import start_http_server
+    from vod2s3.worker.health import health_app, serve_health
 
     _check_port(host, port)
-    server, _thread = start_http_server(port, addr=host, registry=runtime.metrics.registry)
-    log.info("metrics on http://%s:%s/metrics", host, port)
+    app = health_app(runtime.metrics, runtime.uploads.ping, runtime.settings.metrics_token)
+    server = serve_health(host, port, app)
+    log.info("metrics on http://%s:%s/metrics (health: /healthz, /readyz)", host, port)
     return server
 
 

@@ -74,12 +74,12 @@ def _networks(
 MIN_OPERATOR_TOKEN = 16
 
 
-def _operator_token(env: Mapping[str, str]) -> str:
-    token = env.get("VOD2S3_OPERATOR_TOKEN", "").strip()
+def _operator_token(env: Mapping[str, str], name: str = "VOD2S3_OPERATOR_TOKEN") -> str:
+    token = env.get(name, "").strip()
     if token and len(token) < MIN_OPERATOR_TOKEN:
         # The dashboard accepts it in a query parameter: it must not be guessable.
         raise ConfigurationError(
-            f"VOD2S3_OPERATOR_TOKEN must be at least {MIN_OPERATOR_TOKEN} characters "
+            f"{name} must be at least {MIN_OPERATOR_TOKEN} characters "
             "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     return token
@@ -127,6 +127,8 @@ class Settings:
     log_format: str = "text"  # or "json": one object per line (vod2s3/logs.py)
     # Bearer token of the read-only /dashboard; empty = the dashboard is off (404).
     operator_token: str = field(default="", repr=False)
+    # Bearer token /metrics asks for (the API's and the worker's); empty = open.
+    metrics_token: str = field(default="", repr=False)
     callback_timeout: float = 10.0
     # Abuse limits (docs/security.md).
     rate_limit: float = 20.0  # requests per second per account and API process; 0 = off
@@ -184,6 +186,7 @@ class Settings:
             integrity=_choice(env, "VOD2S3_INTEGRITY", default.integrity, INTEGRITY_MODES),
             log_format=_choice(env, "VOD2S3_LOG_FORMAT", default.log_format, LOG_FORMATS),
             operator_token=_operator_token(env),
+            metrics_token=_operator_token(env, "VOD2S3_METRICS_TOKEN"),
             rate_limit=_float(env, "VOD2S3_RATE_LIMIT", default.rate_limit, 0.0),
             rate_burst=_int(env, "VOD2S3_RATE_BURST", default.rate_burst, 1),
             max_queued_per_account=_int(
@@ -217,11 +220,12 @@ class Settings:
         shown = {
             name: getattr(self, name)
             for name in self.__dataclass_fields__
-            if name not in ("master_key", "operator_token", "database_url")
+            if name not in ("master_key", "operator_token", "metrics_token", "database_url")
         }
         shown["database_url"] = masked_url(self.database_url)
         shown["master_key"] = "***" if self.master_key else ""
         shown["operator_token"] = "***" if self.operator_token else ""
+        shown["metrics_token"] = "***" if self.metrics_token else ""
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in sorted(shown.items())) + ")"
 
     @property

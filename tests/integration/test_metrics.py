@@ -33,8 +33,11 @@ VOD2S3 = Path(sys.executable).parent / "vod2s3"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def scrape(url: str) -> tuple[str, Samples]:
-    response = httpx.get(url, timeout=10)
+METRICS_TOKEN = "m3tr1cs-t0ken-for-the-tests"
+
+
+def scrape(url: str, headers: dict[str, str] | None = None) -> tuple[str, Samples]:
+    response = httpx.get(url, timeout=10, headers=headers)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     samples: Samples = {}
@@ -224,6 +227,7 @@ def test_worker_process_serves_its_metrics_on_its_own_port(
         "VOD2S3_INTEGRITY": settings.integrity,
         "VOD2S3_MASTER_KEY": settings.master_key,
         "VOD2S3_POLL_INTERVAL": "0.1",
+        "VOD2S3_METRICS_TOKEN": METRICS_TOKEN,
     }
     proc = subprocess.Popen(
         [str(VOD2S3), "worker", "--concurrency", "1", "--metrics-port", str(port)],
@@ -237,7 +241,15 @@ def test_worker_process_serves_its_metrics_on_its_own_port(
             assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
             assert time.monotonic() < deadline, "the worker did not complete the upload"
             time.sleep(0.1)
-        text, samples = scrape(f"http://127.0.0.1:{port}/metrics")
+        base = f"http://127.0.0.1:{port}"
+        # The port means what the API's paths mean; /metrics wants the token.
+        assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{base}/readyz").json() == {"status": "ready"}
+        assert httpx.get(f"{base}/nothing").status_code == 404
+        assert httpx.get(f"{base}/metrics").status_code == 401
+        wrong = {"Authorization": "Bearer " + "x" * len(METRICS_TOKEN)}
+        assert httpx.get(f"{base}/metrics", headers=wrong).status_code == 401
+        text, samples = scrape(f"{base}/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"})
         assert value(samples, "vod2s3_uploads_finished_total", outcome="completed") == 1
         assert value(samples, "vod2s3_uploaded_bytes_total") == len(data)
         assert value(samples, "vod2s3_upload_duration_seconds_count", outcome="completed") == 1
@@ -282,3 +294,15 @@ def test_a_client_that_leaves_mid_body_is_counted_as_such_not_as_a_server_error(
     assert "disconnected before its request body arrived" in caplog.text
     assert "unhandled error" not in caplog.text
     assert "Traceback" not in caplog.text
+
+
+def test_the_apis_metrics_want_the_token_when_one_is_set(tmp_path: Path, s3_endpoint: str) -> None:
+    settings = make_settings(tmp_path, metrics_token=METRICS_TOKEN)
+    with running_service(settings, s3_endpoint) as svc:
+        url = f"{svc.base_url}/metrics"
+        refused = httpx.get(url)
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+        assert httpx.get(url, headers={"Authorization": "Bearer nope"}).status_code == 401
+        _text, samples = scrape(url, {"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert samples

@@ -25,6 +25,7 @@ from vod2s3.api.envelope import failure, native_status, success
 from vod2s3.api.fields import required_str
 from vod2s3.api.once import SINGLE_USE, run_once
 from vod2s3.errors import MethodNotAllowed, NoSuchEndpoint, UnknownCommand, Vod2s3Error
+from vod2s3.metrics_auth import metrics_allowed
 
 log = logging.getLogger("vod2s3.api")
 
@@ -101,8 +102,11 @@ def _make_stable(services: Services) -> Any:
 
 
 def _make_metrics(services: Services) -> Any:
-    async def metrics(_request: Request) -> Response:
+    async def metrics(request: Request) -> Response:
         """Prometheus text format. Aggregate counts only: no account's key, secret or cdn."""
+        token = services.settings.metrics_token
+        if not metrics_allowed(token, request.headers.get("authorization")):
+            return Response(status_code=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
         # The queue depth is read from the database: keep it off the event loop.
         body = await run_in_threadpool(services.metrics.exposition)
         return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -19,9 +19,10 @@ from typing import Any, TypeVar
 import click
 import sqlalchemy.exc
 
+from vod2s3 import __version__
 from vod2s3.accounts import AccountStore
 from vod2s3.client_cli import client
-from vod2s3.config import Settings
+from vod2s3.config import Settings, masked_url
 from vod2s3.errors import ConfigurationError, Vod2s3Error
 from vod2s3.logs import setup_logging
 from vod2s3.runtime import Runtime
@@ -445,6 +446,13 @@ def _run_api(
     stop_signals = (signal.SIGTERM, signal.SIGINT)
     previous = {sig: signal.signal(sig, _signal_already_handled) for sig in stop_signals}
     try:
+        log.info(
+            "vod2s3 %s API on http://%s:%s/stable/ (database %s)",
+            __version__,
+            host,
+            port,
+            masked_url(runtime.settings.database_url),
+        )
         api_server(create_app(runtime.services(queued)), runtime.settings, host, port).run()
     finally:
         for sig, handler in previous.items():

@@ -30,6 +30,13 @@ FIELDS = (
     "delivery_id",
     "callback_state",
     "worker",
+    # the access log (api/access.py)
+    "method",
+    "path",
+    "status",
+    "duration_ms",
+    "client",
+    "command",
 )
 # boto's own debug lines can carry request headers: keep them quiet.
 QUIET = ("botocore", "boto3", "urllib3", "s3transfer", "werkzeug", "alembic")

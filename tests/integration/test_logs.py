@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from tests.faultproxy import FaultProxy, Rule
+from tests.helpers import free_port, wait_for_http
 from tests.service import RunningService
+from vod2s3.client import ClientError, Vod2s3Client
 from vod2s3.config import MiB, Settings
 from vod2s3.errors import ConfigurationError
 from vod2s3.logs import JsonFormatter, make_formatter
@@ -226,3 +228,43 @@ def test_the_formats() -> None:
     assert line["upload_id"] == 7
     assert "password" not in line
     assert "ValueError: bad" in line["exc"]
+
+
+def test_the_api_logs_its_start_and_one_access_line_per_request(
+    service: RunningService, tmp_path: Path
+) -> None:
+    issued = service.add_account(CDN, "jb")
+    settings = service.runtime.settings
+    port = free_port()
+    log = tmp_path / "api.log"
+    env = {
+        **os.environ,
+        "VOD2S3_DATABASE_URL": settings.database_url,
+        "VOD2S3_STORAGE_ROOT": str(settings.storage_root),
+        "VOD2S3_MASTER_KEY": settings.master_key,
+        "VOD2S3_LOG_FORMAT": "json",
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(VOD2S3), "api", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
+            url = f"http://127.0.0.1:{port}/stable/"
+            Vod2s3Client(url, CDN, issued.api_key, issued.secret).status()
+            with pytest.raises(ClientError):
+                Vod2s3Client(url, CDN, issued.api_key, "wrong" * 8).status()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+    lines = parse_lines(log.read_text())
+    assert any(f"API on http://127.0.0.1:{port}/stable/" in line["message"] for line in lines)
+    access = [line for line in lines if line["logger"] == "vod2s3.access"]
+    stable = [line for line in access if line["path"] == "/stable/"]
+    assert [(line["status"], line["command"], line["cdn"]) for line in stable] == [
+        (200, "aws.status", CDN),
+        (401, "aws.status", CDN),
+    ]
+    assert all(line["method"] == "POST" and line["duration_ms"] >= 0 for line in stable)
+    assert any(line["path"] == "/healthz" and line["status"] == 200 for line in access)
+    assert issued.secret not in log.read_text()

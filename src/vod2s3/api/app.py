@@ -59,6 +59,7 @@ def _make_stable(services: Services) -> Any:
         started = time.perf_counter()
         command: object = None
         client = _client(request, services)
+        request.state.access_client = client
         try:
             # First, before the body is read or a signature checked: an unauthenticated
             # flood from one address is refused here, at the least cost.
@@ -71,6 +72,12 @@ def _make_stable(services: Services) -> Any:
             settings = services.settings
             body = await parse_body(request, settings.max_body_bytes, settings.body_timeout)
             command = body.obj.get("command")
+            # For the access log: what the request named (a string command, a number cdn).
+            if isinstance(command, str) and command in COMMANDS:
+                request.state.access_command = command
+            cdn = body.obj.get("cdn")
+            if isinstance(cdn, int) and not isinstance(cdn, bool):
+                request.state.access_cdn = cdn
             # Database and file-system work is blocking: keep it off the event loop.
             message, data = await run_in_threadpool(_run_command, services, body.raw, body.obj)
             response: Response = success(message, data, started)

@@ -29,6 +29,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from vod2s3.api.access import AccessLog
 from vod2s3.api.clientaddr import Network, client_address, is_trusted_proxy
 from vod2s3.config import Settings
 from vod2s3.errors import RateLimited
@@ -252,11 +253,13 @@ def api_server(app: Any, settings: Settings, host: str, port: int) -> ApiServer:
         settings.connections_per_address, total, settings.trusted_proxies, events
     )
     config = uvicorn.Config(
-        app,
+        AccessLog(app),
         host=host,
         port=port,
         http=limited_protocol(limits, settings.header_timeout, events),
-        log_level="warning",
+        # uvicorn's loggers follow the root logger's level (VOD2S3_LOG_LEVEL).
+        log_level=None,
+        access_log=False,  # ours is api/access.py: with the command and cdn, in our format
         # uvicorn's loggers go through ours (text or JSON) instead of its own format.
         log_config=None,
         timeout_keep_alive=5,

@@ -471,14 +471,19 @@ def _signal_already_handled(_signum: int, _frame: Any) -> None:
 @friendly_errors
 def serve(host: str, port: int, dev: bool, concurrency: int | None) -> None:
     """Run the API and a worker in one process (creates or migrates the schema)."""
+    from vod2s3 import devmode
+
     _setup_logging()
+    if dev:
+        devmode.require_loopback(host)  # before anything listens there
     _check_port(host, port)
-    runtime = _runtime()
+    settings = _settings()
+    runtime = Runtime.open(devmode.dev_settings(settings, Path.cwd()) if dev else settings)
     migrate.upgrade(runtime.engine)
+    if not dev:
+        devmode.refuse_demo_account(runtime.accounts)
     local_s3 = None
     if dev:
-        from vod2s3 import devmode
-
         local_s3 = devmode.start_local_s3()
         devmode.prepare(runtime, local_s3.endpoint)
         click.echo(devmode.banner(f"http://{host}:{port}/stable/", local_s3.endpoint, runtime))
@@ -501,9 +506,12 @@ def serve(host: str, port: int, dev: bool, concurrency: int | None) -> None:
 @friendly_errors
 def api(host: str, port: int) -> None:
     """Run the API only."""
+    from vod2s3 import devmode
+
     _setup_logging()
     runtime = _runtime()
     _require_schema(runtime)
+    devmode.refuse_demo_account(runtime.accounts)
     _check_port(host, port)
     _run_api(runtime, host, port)
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import os
 import socket
 import sys
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from vod2s3.accounts import AccountStore
+from vod2s3.config import Settings
 from vod2s3.errors import ConfigurationError, Conflict
 from vod2s3.runtime import Runtime
 
@@ -25,6 +28,49 @@ DEMO_SECRET = "8fc8c48da81e6a2a06a9556379bf798af508dc0792497c678b4c3532ba8b637f"
 DEMO_BUCKET = "vod2s3-demo"
 SAMPLE_PATH = "sestore1/jb/sample.mp4"
 SAMPLE_SIZE = 24 * 1024 * 1024  # above the multipart threshold, so parts go in parallel
+# Everything dev mode makes lives here, in the folder it is started from: its own SQLite
+# database, master key and storage. The demo account, whose secret is published, can then
+# never end up in a database a real `serve` or `api` uses.
+DEV_FOLDER = ".vod2s3-dev"
+
+
+def dev_settings(settings: Settings, folder: Path) -> Settings:
+    """``settings`` with the database, master key and storage of dev mode's own folder."""
+    home = folder.resolve() / DEV_FOLDER
+    home.mkdir(mode=0o700, exist_ok=True)
+    return replace(
+        settings,
+        database_url=f"sqlite:///{home / 'vod2s3.db'}",
+        storage_root=home / "storage",
+        master_key="",
+    )
+
+
+def require_loopback(host: str) -> None:
+    """Dev mode serves a published secret: never beyond this machine."""
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigurationError(
+            f"--dev listens on loopback only (127.0.0.1 or ::1), not {host}: its demo "
+            "account's secret is public"
+        )
+
+
+def refuse_demo_account(accounts: AccountStore) -> None:
+    """Outside dev mode, an enabled account with the published demo key is a hole."""
+    for account in accounts.all():
+        if account.api_key == DEMO_API_KEY and not account.disabled:
+            raise ConfigurationError(
+                f"Account cdn {account.cdn} uses the demo API key published in the README and "
+                "the original docs: anyone can sign its requests. Disable it "
+                f"(`vod2s3 accounts disable --cdn {account.cdn}`) before serving; dev mode "
+                f"keeps its own database in {DEV_FOLDER}/"
+            )
 
 
 @dataclass

@@ -109,8 +109,13 @@ def test_dev_mode_gives_a_complete_loop(dev_server: DevServer) -> None:
     assert "client upload" in banner
     assert devmode.SAMPLE_PATH in banner
     assert "Traceback" not in dev_server.output()
-    # Everything lives in the working folder: nothing else to set up.
-    assert (dev_server.folder / "storage" / devmode.SAMPLE_PATH).is_file()
+    # Everything lives in dev mode's own folder in the working folder: nothing else to set
+    # up, and nothing in the files a plain `vod2s3 serve` here would use.
+    home = dev_server.folder / devmode.DEV_FOLDER
+    assert (home / "storage" / devmode.SAMPLE_PATH).is_file()
+    assert (home / "vod2s3.db").is_file()
+    assert not (dev_server.folder / "vod2s3.db").exists()
+    assert not (dev_server.folder / "storage").exists()
 
     uploaded = _client(
         dev_server,
@@ -168,3 +173,76 @@ def test_dev_mode_restarts_in_the_same_folder_and_stops_on_ctrl_c(tmp_path: Path
         assert code == 0, server.output()
         assert "Traceback" not in server.output()
         assert "stopped" in server.stderr.read_text()
+
+
+def test_the_default_database_has_no_demo_account_after_dev_mode_ran(tmp_path: Path) -> None:
+    folder = tmp_path / "after-dev"
+    folder.mkdir()
+    server = _start(folder)
+    assert server.stop(signal.SIGTERM) == 0, server.output()
+    env = _newcomer_env()
+    env["VOD2S3_STORAGE_ROOT"] = str(folder / "storage")
+    (folder / "storage").mkdir()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [VOD2S3, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    assert run("db", "upgrade").returncode == 0
+    listed = run("accounts", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+
+
+def test_serving_refuses_an_enabled_account_with_the_published_demo_key(tmp_path: Path) -> None:
+    from vod2s3.config import Settings
+    from vod2s3.runtime import Runtime
+    from vod2s3.store import migrate
+
+    env = _newcomer_env()
+    env["VOD2S3_DATABASE_URL"] = f"sqlite:///{tmp_path / 'prod.db'}"
+    env["VOD2S3_STORAGE_ROOT"] = str(tmp_path)
+    runtime = Runtime.open(Settings.from_env(env))
+    migrate.upgrade(runtime.engine)
+    runtime.accounts.create(
+        devmode.DEMO_CDN, "jb", api_key=devmode.DEMO_API_KEY, secret=devmode.DEMO_SECRET
+    )
+    runtime.close()
+    port = str(free_port())
+
+    for command in ("api", "serve"):
+        refused = subprocess.run(
+            [VOD2S3, command, "--port", port], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert refused.returncode == 1, refused.stderr
+        assert "vod2s3 accounts disable --cdn 158" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    disabled = subprocess.run(
+        [VOD2S3, "accounts", "disable", "--cdn", "158"], env=env, capture_output=True, timeout=60
+    )
+    assert disabled.returncode == 0
+    proc = subprocess.Popen(
+        [VOD2S3, "api", "--port", port],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_dev_mode_listens_on_loopback_only(tmp_path: Path) -> None:
+    refused = subprocess.run(
+        [VOD2S3, "serve", "--dev", "--host", "0.0.0.0", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=_newcomer_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert "--dev listens on loopback only" in refused.stderr

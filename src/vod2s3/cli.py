@@ -22,6 +22,7 @@ import sqlalchemy.exc
 from vod2s3 import __version__
 from vod2s3.accounts import AccountStore
 from vod2s3.client_cli import client
+from vod2s3.clock import format_timestamp
 from vod2s3.config import Settings, masked_url
 from vod2s3.errors import ConfigurationError, Vod2s3Error
 from vod2s3.logs import setup_logging
@@ -106,6 +107,58 @@ def db_upgrade() -> None:
 @main.group()
 def accounts() -> None:
     """Customer accounts."""
+
+
+@main.group()
+def workers() -> None:
+    """The workers that run, and ran."""
+
+
+@workers.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Also the workers that have stopped.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def workers_list(show_all: bool, as_json: bool) -> None:
+    """Each worker: host, pid, volumes, version, started, last heartbeat, uploads held."""
+    runtime = _runtime()
+    _require_schema(runtime)
+    held = runtime.workers.uploads_held()
+    rows = runtime.workers.listed(include_stopped=show_all)
+    if as_json:
+        views = [
+            {
+                "id": row.id,
+                "name": row.name,
+                "host": row.host,
+                "pid": row.pid,
+                "volumes": list(row.volumes),  # [] serves every volume
+                "version": row.version,
+                "started": format_timestamp(row.started),
+                "last_heartbeat": format_timestamp(row.last_heartbeat),
+                "stopped": format_timestamp(row.stopped) or None,
+                "stop_reason": row.stop_reason,
+                "uploads_held": held.get(row.id, 0),
+            }
+            for row in rows
+        ]
+        click.echo(json.dumps(views))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "host", "pid", "volumes", "version", "last heartbeat", "held", "state")
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.host,
+            str(row.pid),
+            ",".join(row.volumes) or "all",
+            row.version,
+            format_timestamp(row.last_heartbeat),
+            str(held.get(row.id, 0)),
+            f"stopped ({row.stop_reason})" if row.stopped else "running",
+        )
+    Console().print(table)
 
 
 def _print(data: dict[str, Any] | list[Any], as_json: bool, text: str) -> None:

@@ -519,3 +519,33 @@ def test_the_aws_secret_comes_from_stdin_a_file_or_the_environment(
     missing = cli.run("accounts", "set-aws", "--cdn", "158", "--access-key-id", "AKIA", check=False)
     assert missing.returncode == 2
     assert "VOD2S3_AWS_SECRET_ACCESS_KEY" in missing.stderr
+
+
+def test_workers_list_shows_running_workers_and_with_all_the_stopped_ones(cli: Cli) -> None:
+    cli.run("db", "upgrade")
+    proc = subprocess.Popen(
+        [VOD2S3, "worker", "--volumes", "sestore1"],
+        env=cli.env,
+        cwd=cli.tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (running := cli.json("workers", "list", "--json")):
+            assert proc.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        (worker,) = running
+        assert (worker["pid"], worker["volumes"], worker["uploads_held"]) == (
+            proc.pid,
+            ["sestore1"],
+            0,
+        )
+        assert worker["stopped"] is None
+        assert str(proc.pid) in cli.run("workers", "list").stdout  # the table
+    finally:
+        assert _stop(proc) == 0
+    assert cli.json("workers", "list", "--json") == []
+    (stopped,) = cli.json("workers", "list", "--all", "--json")
+    assert (stopped["pid"], stopped["stop_reason"]) == (proc.pid, "stopped")

@@ -190,6 +190,16 @@ class WorkerRegistry:
         )
         return [int(row.id) for row in rows if not process_alive(int(row.pid), row.process_started)]
 
+    def uploads_held(self) -> dict[int, int]:
+        """How many uploads each worker (by id) holds the lease of now."""
+        query = (
+            select(uploads.c.worker_id, func.count())
+            .where(uploads.c.state == "uploading", uploads.c.worker_id.is_not(None))
+            .group_by(uploads.c.worker_id)
+        )
+        with transaction(self._engine) as conn:
+            return {int(worker): int(count) for worker, count in conn.execute(query)}
+
     def listed(self, include_stopped: bool = False) -> list[WorkerRow]:
         query = select(workers).order_by(workers.c.id)
         if not include_stopped:

@@ -33,11 +33,20 @@ class Cli:
     tmp: Path
     api_url: str = ""
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        *args: str,
+        check: bool = True,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """`vod2s3 ARGS` in the test's folder; ``stdin`` is typed in, ``env`` is added to
+        the environment."""
         done = subprocess.run(
             [VOD2S3, *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=self.tmp,
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=60,
@@ -445,28 +454,11 @@ def test_rotate_secret_refuses_a_grace_period_that_is_a_mistake(cli: Cli, hours:
 def test_rotate_secret_asks_first_unless_told_yes(cli: Cli) -> None:
     cli.run("db", "upgrade")
     cli.run("accounts", "create", "--cdn", "158", "--storage-user", "jb")
-    declined = subprocess.run(
-        [VOD2S3, "accounts", "rotate-secret", "--cdn", "158"],
-        env=cli.env,
-        cwd=cli.tmp,
-        input="n\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    declined = cli.run("accounts", "rotate-secret", "--cdn", "158", stdin="n\n", check=False)
     assert declined.returncode == 1
     assert "Issue a new secret for cdn 158?" in declined.stderr
     assert "new secret" not in declined.stdout
-    accepted = subprocess.run(
-        [VOD2S3, "accounts", "rotate-secret", "--cdn", "158"],
-        env=cli.env,
-        cwd=cli.tmp,
-        input="y\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert accepted.returncode == 0, accepted.stderr
+    accepted = cli.run("accounts", "rotate-secret", "--cdn", "158", stdin="y\n")
     assert "new secret for cdn 158" in accepted.stdout
 
 
@@ -475,7 +467,7 @@ def test_the_aws_secret_comes_from_stdin_a_file_or_the_environment(
 ) -> None:
     cli.run("db", "upgrade")
     cli.run("accounts", "create", "--cdn", "158", "--storage-user", "jb")
-    base = [VOD2S3, "accounts", "set-aws", "--cdn", "158", "--access-key-id", "AKIAEXAMPLE"]
+    base = ("accounts", "set-aws", "--cdn", "158", "--access-key-id", "AKIAEXAMPLE")
 
     def stored_secret() -> str:
         runtime = Runtime.open(Settings.from_env(cli.env))
@@ -484,37 +476,13 @@ def test_the_aws_secret_comes_from_stdin_a_file_or_the_environment(
         finally:
             runtime.close()
 
-    from_stdin = subprocess.run(
-        [*base, "--secret-access-key", "-"],
-        env=cli.env,
-        input="from-stdin\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert from_stdin.returncode == 0, from_stdin.stderr
+    cli.run(*base, "--secret-access-key", "-", stdin="from-stdin\n")
     assert stored_secret() == "from-stdin"
     secret_file = tmp_path / "aws-secret"
     secret_file.write_text("from-file\n")
-    cli.run(
-        "accounts",
-        "set-aws",
-        "--cdn",
-        "158",
-        "--access-key-id",
-        "AKIAEXAMPLE",
-        "--secret-access-key-file",
-        str(secret_file),
-    )
+    cli.run(*base, "--secret-access-key-file", str(secret_file))
     assert stored_secret() == "from-file"
-    from_env = subprocess.run(
-        base,
-        env={**cli.env, "VOD2S3_AWS_SECRET_ACCESS_KEY": "from-env"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert from_env.returncode == 0, from_env.stderr
+    cli.run(*base, env={"VOD2S3_AWS_SECRET_ACCESS_KEY": "from-env"})
     assert stored_secret() == "from-env"
     missing = cli.run("accounts", "set-aws", "--cdn", "158", "--access-key-id", "AKIA", check=False)
     assert missing.returncode == 2

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -151,3 +154,53 @@ def _listening(family: socket.AddressFamily, host: str, port: int) -> socket.soc
     sock.bind((host, port))
     sock.listen(128)
     return sock
+
+
+# -- `vod2s3 worker` as a process of its own, on a running service's database ---------------
+
+VOD2S3 = str(Path(sys.executable).parent / "vod2s3")
+
+
+def worker_env(service: RunningService, **extra: str) -> dict[str, str]:
+    """The environment of a `vod2s3 worker` on ``service``'s database and storage: 5 MiB
+    parts one at a time, one upload at a time, no retry delay; ``extra`` on top."""
+    settings = service.runtime.settings
+    return {
+        **os.environ,
+        "VOD2S3_DATABASE_URL": settings.database_url,
+        "VOD2S3_STORAGE_ROOT": str(settings.storage_root),
+        "VOD2S3_INTEGRITY": settings.integrity,
+        "VOD2S3_MASTER_KEY": settings.master_key,
+        "VOD2S3_POLL_INTERVAL": "0.05",
+        "VOD2S3_RETRY_BASE_DELAY": "0",
+        "VOD2S3_RETRY_MAX_DELAY": "0",
+        "VOD2S3_PART_SIZE": str(5 * MiB),
+        "VOD2S3_MULTIPART_THRESHOLD": str(5 * MiB),
+        "VOD2S3_PARTS_IN_FLIGHT": "1",
+        "VOD2S3_WORKER_CONCURRENCY": "1",
+        "VOD2S3_LOG_LEVEL": "INFO",
+        **extra,
+    }
+
+
+@contextmanager
+def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`vod2s3 worker`, its output appended to ``log``; killed if the test leaves it
+    running."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen([VOD2S3, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+
+
+def wait_until(proc: subprocess.Popen[bytes], log: Path, done: Callable[[], bool]) -> None:
+    """Until ``done()``; fails with the log's tail if the worker exits or 60 s pass."""
+    deadline = time.monotonic() + 60
+    while not done():
+        assert proc.poll() is None, "worker exited:\n" + log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "timed out:\n" + log.read_text()[-3000:]
+        time.sleep(0.05)

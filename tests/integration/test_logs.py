@@ -10,9 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,57 +18,19 @@ import pytest
 
 from tests.faultproxy import FaultProxy, Rule
 from tests.helpers import free_port, wait_for_http
-from tests.service import RunningService
+from tests.service import VOD2S3, RunningService, wait_until, worker_env, worker_process
 from vod2s3.client import ClientError, Vod2s3Client
 from vod2s3.config import MiB, Settings
 from vod2s3.errors import ConfigurationError
 from vod2s3.logs import JsonFormatter, make_formatter
 
-VOD2S3 = Path(sys.executable).parent / "vod2s3"
 CDN = 158
 AWS_KEY_ID = "AKIALOGTESTKEYID0001"
 AWS_SECRET = "aws-secret-that-must-never-be-logged-0001"
 
 
-def worker_env(service: RunningService, **extra: str) -> dict[str, str]:
-    settings = service.runtime.settings
-    return {
-        **os.environ,
-        "VOD2S3_DATABASE_URL": settings.database_url,
-        "VOD2S3_STORAGE_ROOT": str(settings.storage_root),
-        "VOD2S3_INTEGRITY": settings.integrity,
-        "VOD2S3_MASTER_KEY": settings.master_key,
-        "VOD2S3_POLL_INTERVAL": "0.05",
-        "VOD2S3_RETRY_BASE_DELAY": "0",
-        "VOD2S3_RETRY_MAX_DELAY": "0",
-        "VOD2S3_PART_SIZE": str(5 * MiB),
-        "VOD2S3_MULTIPART_THRESHOLD": str(5 * MiB),
-        "VOD2S3_PARTS_IN_FLIGHT": "1",
-        "VOD2S3_WORKER_CONCURRENCY": "1",
-        "VOD2S3_LOG_FORMAT": "json",
-        "VOD2S3_LOG_LEVEL": "INFO",
-        **extra,
-    }
-
-
-@contextmanager
-def json_worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(VOD2S3), "worker"], env=env, stdout=out, stderr=out)
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
-
-
-def wait_until(proc: subprocess.Popen[bytes], log: Path, done: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 60
-    while not done():
-        assert proc.poll() is None, "worker exited:\n" + log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "timed out:\n" + log.read_text()[-3000:]
-        time.sleep(0.05)
+def json_worker_env(service: RunningService) -> dict[str, str]:
+    return worker_env(service, VOD2S3_LOG_FORMAT="json")
 
 
 def parse_lines(text: str) -> list[dict[str, Any]]:
@@ -112,7 +72,7 @@ def test_json_worker_logs_every_transition_with_the_upload_fields_and_no_secret(
         gone = api.upload(gone_path, bucket, "private")
         (service.storage_root / gone_path).unlink()
 
-        with json_worker(worker_env(service), log) as worker:
+        with worker_process(json_worker_env(service), log) as worker:
             wait_until(
                 worker,
                 log,
@@ -234,19 +194,14 @@ def test_the_api_logs_its_start_and_one_access_line_per_request(
     service: RunningService, tmp_path: Path
 ) -> None:
     issued = service.add_account(CDN, "jb")
-    settings = service.runtime.settings
     port = free_port()
     log = tmp_path / "api.log"
-    env = {
-        **os.environ,
-        "VOD2S3_DATABASE_URL": settings.database_url,
-        "VOD2S3_STORAGE_ROOT": str(settings.storage_root),
-        "VOD2S3_MASTER_KEY": settings.master_key,
-        "VOD2S3_LOG_FORMAT": "json",
-    }
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(VOD2S3), "api", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+            [VOD2S3, "api", "--port", str(port)],
+            env=json_worker_env(service),
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         try:
             wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=proc)

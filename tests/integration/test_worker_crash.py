@@ -12,10 +12,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,11 @@ import pytest
 from sqlalchemy import select
 
 from tests.faultproxy import FaultProxy, Rule, Seen
-from tests.service import RunningService
+from tests.service import RunningService, worker_env, worker_process
 from vod2s3.client import Vod2s3Client
 from vod2s3.config import MiB
 from vod2s3.store.schema import upload_parts, uploads
 
-VOD2S3 = Path(sys.executable).parent / "vod2s3"
 PART = 5 * MiB
 PARTS = 12
 IN_FLIGHT = 2
@@ -83,41 +81,23 @@ def setup(
         data = os.urandom(PARTS * PART)
         service.write_source(PATH, data)
         upload_id = int(api.upload(PATH, bucket, "private")["id"])
-        settings = service.runtime.settings
-        env = {
-            **os.environ,
-            "VOD2S3_DATABASE_URL": settings.database_url,
-            "VOD2S3_STORAGE_ROOT": str(settings.storage_root),
-            "VOD2S3_INTEGRITY": settings.integrity,
-            "VOD2S3_MASTER_KEY": settings.master_key,
-            "VOD2S3_PART_SIZE": str(PART),
-            "VOD2S3_MULTIPART_THRESHOLD": str(PART),
-            "VOD2S3_PARTS_IN_FLIGHT": str(IN_FLIGHT),
-            "VOD2S3_WORKER_CONCURRENCY": "1",
-            "VOD2S3_LEASE_SECONDS": str(LEASE_SECONDS),
-            "VOD2S3_POLL_INTERVAL": "0.1",
-            "VOD2S3_RETRY_BASE_DELAY": "0",
-            "VOD2S3_RETRY_MAX_DELAY": "0",
-            "VOD2S3_LOG_LEVEL": "INFO",
-        }
+        env = worker_env(
+            service,
+            VOD2S3_PART_SIZE=str(PART),
+            VOD2S3_MULTIPART_THRESHOLD=str(PART),
+            VOD2S3_PARTS_IN_FLIGHT=str(IN_FLIGHT),
+            VOD2S3_LEASE_SECONDS=str(LEASE_SECONDS),
+            VOD2S3_POLL_INTERVAL="0.1",
+        )
         logs = tmp_path / "workers"
         logs.mkdir()
         yield Setup(service, api, proxy, bucket, env, logs, data, upload_id)
 
 
-@contextmanager
-def worker_process(s: Setup, name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`vod2s3 worker` as a subprocess, killed if the test leaves it running."""
-    with (s.logs / f"{name}.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [str(VOD2S3), "worker"], env=s.env, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
+def worker(s: Setup, name: str) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """`vod2s3 worker` as a subprocess logging to ``name``.log, killed if the test leaves
+    it running."""
+    return worker_process(s.env, s.logs / f"{name}.log")
 
 
 def wait_for(
@@ -169,10 +149,10 @@ def test_worker_killed_mid_upload_is_finished_by_another_from_the_stored_parts(
     # dead (its process is gone), not wait for its lease to run out.
     s.env["VOD2S3_LEASE_SECONDS"] = "120"
 
-    with worker_process(s, "first") as first:
+    with worker(s, "first") as first:
         wait_for(s, first, confirmed(s, 2), "2 parts confirmed")
         # The second worker starts once the first holds the upload, and stands by.
-        with worker_process(s, "second") as second:
+        with worker(s, "second") as second:
             wait_for(s, first, confirmed(s, 4), "4 parts confirmed")
             assert s.record()["attempts"] == 1
             os.kill(first.pid, signal.SIGKILL)
@@ -229,7 +209,7 @@ def test_worker_stopped_by_sigterm_releases_the_upload_and_keeps_its_parts(
     s = setup
     s.proxy.add_rule(Rule(operation="UploadPart", action="delay", delay=0.4, times=-1))
 
-    with worker_process(s, "first") as first:
+    with worker(s, "first") as first:
         wait_for(s, first, confirmed(s, 4), "4 parts confirmed")
         status, took = stop_gracefully(first)
     assert status == 0, s.log_tail()
@@ -249,7 +229,7 @@ def test_worker_stopped_by_sigterm_releases_the_upload_and_keeps_its_parts(
     assert first_parts == stored
     s.proxy.clear()
 
-    with worker_process(s, "second") as second:
+    with worker(s, "second") as second:
         wait_for(s, second, lambda: s.record()["state"] == "completed", "completion")
         status, _ = stop_gracefully(second)
         assert status == 0, s.log_tail()

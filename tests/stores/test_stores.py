@@ -10,9 +10,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,14 +19,21 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.faultproxy import FaultProxy, Rule
-from tests.service import RunningService, make_settings, running_service
+from tests.service import (
+    VOD2S3,
+    RunningService,
+    make_settings,
+    running_service,
+    wait_until,
+    worker_env,
+    worker_process,
+)
 from tests.stores.conftest import Store
 from vod2s3.client import Vod2s3Client
 from vod2s3.headers import encode_metadata
 from vod2s3.s3.integrity import ALGORITHMS
 
 MiB = 1024 * 1024
-VOD2S3 = str(Path(sys.executable).parent / "vod2s3")
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 
@@ -276,44 +281,6 @@ def test_accounts_check_tells_a_good_account_from_a_wrong_secret_and_a_missing_b
         assert "secret" in json.loads(wrong.stdout)[0]["detail"].lower()
 
 
-@contextmanager
-def worker_process(
-    svc: RunningService, log: Path, **extra: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    """`vod2s3 worker` on the service's database, killed if the test leaves it running."""
-    settings = svc.runtime.settings
-    env = dict(
-        os.environ,
-        VOD2S3_DATABASE_URL=settings.database_url,
-        VOD2S3_MASTER_KEY=settings.master_key,
-        VOD2S3_STORAGE_ROOT=str(settings.storage_root),
-        VOD2S3_PART_SIZE=str(5 * MiB),
-        VOD2S3_MULTIPART_THRESHOLD=str(5 * MiB),
-        VOD2S3_PARTS_IN_FLIGHT="1",
-        VOD2S3_WORKER_CONCURRENCY="1",
-        VOD2S3_LEASE_SECONDS="120",  # taken over when found dead, not when the lease ends
-        VOD2S3_POLL_INTERVAL="0.1",
-        VOD2S3_RETRY_BASE_DELAY="0",
-        **extra,
-    )
-    with log.open("ab") as out:
-        proc = subprocess.Popen([VOD2S3, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
-
-
-def wait_until(proc: subprocess.Popen[bytes], log: Path, done: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 60
-    while not done():
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.05)
-
-
 def test_on_rgw_a_killed_worker_is_resumed_and_a_cancel_aborts(
     tmp_path: Path, rgw_http: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -332,10 +299,12 @@ def test_on_rgw_a_killed_worker_is_resumed_and_a_cancel_aborts(
         proxy.add_rule(Rule(operation="UploadPart", action="delay", delay=0.3, times=-1))
         long_id = api.upload("sestore1/jb/long.mp4", bucket, "private")["id"]
 
-        with worker_process(svc, log) as first:
+        # Taken over when found dead, not when its lease ends.
+        env = worker_env(svc, VOD2S3_LEASE_SECONDS="120")
+        with worker_process(env, log) as first:
             wait_until(first, log, lambda: api.get(long_id)["bytes_uploaded"] >= 2 * 5 * MiB)
             os.kill(first.pid, signal.SIGKILL)
-        with worker_process(svc, log) as second:
+        with worker_process(env, log) as second:
             wait_until(second, log, lambda: api.get(long_id)["state"] == "completed")
             record = api.get(long_id)
             assert record["attempts"] == 2, record

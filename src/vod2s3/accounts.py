@@ -109,6 +109,12 @@ ADDRESSING_STYLES = ("auto", "path", "virtual")
 UNCHANGED = "\0unchanged"
 
 
+def _one_of(what: str, value: str | None, choices: tuple[str, ...]) -> None:
+    """An account setting is one of ``choices``, or None (the service's default)."""
+    if value not in (*choices, None):
+        raise BadRequest(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+
+
 def _ca_bundle(path: str) -> str:
     """An absolute path to a readable PEM file with a certificate in it."""
     file = Path(path)
@@ -294,11 +300,7 @@ class AccountStore:
 
     def set_failure_status(self, cdn: int, failure_status: str | None) -> None:
         """ "200", "native", or None to follow the service's setting."""
-        if failure_status not in (*FAILURE_STATUSES, None):
-            raise BadRequest(
-                f"failure status must be one of {', '.join(FAILURE_STATUSES)}, "
-                f"got {failure_status!r}"
-            )
+        _one_of("failure status", failure_status, FAILURE_STATUSES)
         self._update(cdn, {"failure_status": failure_status})
 
     def set_endpoint_options(
@@ -312,30 +314,19 @@ class AccountStore:
         """Change the options given; None resets one to its default."""
         values: dict[str, Any] = {}
         if addressing_style != UNCHANGED:
-            if addressing_style not in (*ADDRESSING_STYLES, None):
-                raise BadRequest(
-                    f"addressing style must be one of {', '.join(ADDRESSING_STYLES)}, "
-                    f"got {addressing_style!r}"
-                )
+            _one_of("addressing style", addressing_style, ADDRESSING_STYLES)
             values["addressing_style"] = addressing_style
         if ca_bundle != UNCHANGED:
             values["ca_bundle"] = None if ca_bundle is None else _ca_bundle(ca_bundle)
         if payload_signing != UNCHANGED:
-            if payload_signing not in (*PAYLOAD_SIGNING_MODES, None):
-                raise BadRequest(
-                    f"payload signing must be one of {', '.join(PAYLOAD_SIGNING_MODES)}, "
-                    f"got {payload_signing!r}"
-                )
+            _one_of("payload signing", payload_signing, PAYLOAD_SIGNING_MODES)
             values["payload_signing"] = payload_signing
         if values:
             self._update(cdn, values)
 
     def set_integrity(self, cdn: int, integrity: str | None) -> None:
         """A check for this account's uploads, "auto", or None to follow the service's."""
-        if integrity not in (*INTEGRITY_MODES, None):
-            raise BadRequest(
-                f"integrity must be one of {', '.join(INTEGRITY_MODES)}, got {integrity!r}"
-            )
+        _one_of("integrity", integrity, INTEGRITY_MODES)
         self._update(cdn, {"integrity": integrity})
 
     def _update(self, cdn: int, values: dict[str, Any]) -> None:

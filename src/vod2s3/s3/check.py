@@ -8,13 +8,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vod2s3.s3.classify import classify
+from vod2s3.s3.confirm import confirmed
+from vod2s3.s3.failure import AttemptFailure
 from vod2s3.s3.integrity import ALGORITHMS, MODES, Mode
-from vod2s3.s3.model import S3Target
+from vod2s3.s3.model import ObjectSpec, S3Target
 from vod2s3.s3.probe import ProbeFailed, verifies
 from vod2s3.s3.region import reported_region
 
@@ -170,38 +172,35 @@ class AccountCheck:
         )
 
     def _encryption(self, mode: Literal["AES256", "aws:kms"]) -> None:
-        key = self._key()
+        spec = ObjectSpec(
+            bucket=self.bucket,
+            key=self._key(),
+            acl="",
+            metadata={},
+            content_type="",
+            server_side_encryption=mode,
+        )
         name = "SSE-S3 (AES256)" if mode == "AES256" else "SSE-KMS (aws:kms)"
         try:
-            answer: dict[str, Any] = dict(
-                self.client.put_object(
-                    Bucket=self.bucket,
-                    Key=key,
-                    Body=b"sse",
-                    ServerSideEncryption=mode,
-                )
+            answer = self.client.put_object(
+                Bucket=self.bucket, Key=spec.key, Body=b"sse", ServerSideEncryption=mode
             )
         except (ClientError, BotoCoreError) as error:
             self._add(name, WARN, f"refused: {_failure(error, self.bucket)}")
             return
-        stated = answer.get("ServerSideEncryption")
-        if not stated:
-            try:
-                stated = self.client.head_object(Bucket=self.bucket, Key=key).get(
-                    "ServerSideEncryption"
-                )
-            except (ClientError, BotoCoreError):
-                stated = None
-        self._delete(key)
-        if stated == mode:
-            self._add(name, PASS, "applied and confirmed")
-        else:
+        try:
+            # What a worker does after each upload; it deletes the object when not applied.
+            confirmed(self.client, spec, answer)
+        except AttemptFailure as failure:
             self._add(
                 name,
                 WARN,
-                f"accepted but not applied (the store says: {stated or 'nothing'}): uploads "
-                "asking for it fail with EncryptionNotApplied",
+                f"accepted but not applied: uploads asking for it fail with {failure.code} "
+                f"({failure.message})",
             )
+            return
+        self._delete(spec.key)
+        self._add(name, PASS, "applied and confirmed")
 
     def _delete(self, key: str) -> None:
         try:

@@ -2,8 +2,8 @@
 
 An account's integrity mode (``vod2s3 accounts set --integrity``, else
 ``VOD2S3_INTEGRITY``) is a check to send, or ``auto``: probe the account's store once
-(per worker process and hour) and send the cheapest check it verifies (s3/probe.py). The
-record's ``integrity`` then says which check was sent and who verified it:
+(per worker process and hour, worker/findings.py) and send the cheapest check it verifies
+(s3/probe.py). The record's ``integrity`` then says which check was sent and who verified it:
 
 - ``"store"``: the probe saw this store refuse a body that did not match that check;
 - ``"unknown"``: the operator chose the check, or the store could not be probed;
@@ -13,10 +13,7 @@ record's ``integrity`` then says which check was sent and who verified it:
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import threading
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,13 +21,13 @@ from vod2s3.s3 import S3Target
 from vod2s3.s3.integrity import ALGORITHMS, MODES, Mode
 from vod2s3.s3.probe import ProbeFailed, first_verified
 from vod2s3.worker.clients import ClientCache
+from vod2s3.worker.findings import Findings
 
 if TYPE_CHECKING:  # the stubs are a development dependency only
     from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
-PROBE_KEPT = 3600.0  # seconds a probe's finding is trusted before the store is asked again
 CHEAPEST: Mode = "crc32c"
 
 
@@ -48,8 +45,7 @@ class IntegrityChooser:
     def __init__(self, clients: ClientCache, default_mode: str) -> None:
         self._clients = clients
         self._default = default_mode
-        self._found: dict[str, tuple[Integrity, float]] = {}
-        self._lock = threading.Lock()
+        self._found: Findings[Integrity] = Findings()
 
     def client(self, target: S3Target, mode: Mode) -> S3Client:
         """The client to send ``mode``'s bodies with: payload signing is the sha256 check."""
@@ -59,18 +55,11 @@ class IntegrityChooser:
         setting = account_mode or self._default
         if setting in MODES:
             return Integrity(setting, "unknown")
-        key = hashlib.sha256(
-            "\0".join((target.endpoint_url, target.access_key_id)).encode("utf-8")
-        ).hexdigest()
-        with self._lock:
-            found = self._found.get(key)
-        if found is not None and time.monotonic() < found[1]:
-            return found[0]
-        integrity = self._probe(target, bucket)
-        if integrity.verified_by != "unknown":
-            with self._lock:
-                self._found[key] = (integrity, time.monotonic() + PROBE_KEPT)
-        return integrity
+        return self._found.get(
+            (target.endpoint_url, target.access_key_id),
+            lambda: self._probe(target, bucket),
+            keep=lambda integrity: integrity.verified_by != "unknown",  # a probe that failed
+        )
 
     def _probe(self, target: S3Target, bucket: str) -> Integrity:
         def client_for(mode: Mode) -> S3Client:

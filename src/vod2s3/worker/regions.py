@@ -3,40 +3,28 @@ the region to set. Asked once per account's store, bucket and hour."""
 
 from __future__ import annotations
 
-import hashlib
-import threading
-import time
 from typing import TYPE_CHECKING
 
 from vod2s3.s3 import S3Target
 from vod2s3.s3.failure import AttemptFailure
 from vod2s3.s3.region import reported_region
+from vod2s3.worker.findings import Findings
 
 if TYPE_CHECKING:  # the stubs are a development dependency only
     from mypy_boto3_s3 import S3Client
 
-KEPT = 3600.0
-
 
 class BucketRegions:
     def __init__(self) -> None:
-        self._known: dict[str, tuple[str | None, float]] = {}
-        self._lock = threading.Lock()
+        self._known: Findings[str | None] = Findings()
 
     def check(self, client: S3Client, target: S3Target, bucket: str, cdn: int) -> None:
         """Raise :class:`AttemptFailure` (not retryable) when the store reports the bucket
         in another region than the account's."""
-        key = hashlib.sha256(
-            "\0".join((target.endpoint_url, target.access_key_id, bucket)).encode("utf-8")
-        ).hexdigest()
-        with self._lock:
-            known = self._known.get(key)
-        if known is None or time.monotonic() >= known[1]:
-            region = reported_region(client, bucket)
-            with self._lock:
-                self._known[key] = (region, time.monotonic() + KEPT)
-        else:
-            region = known[0]
+        region = self._known.get(
+            (target.endpoint_url, target.access_key_id, bucket),
+            lambda: reported_region(client, bucket),
+        )
         if region and region != target.region:
             raise AttemptFailure(
                 retryable=False,

@@ -54,6 +54,16 @@ def _client(request: Request, services: Services) -> str:
     return client_address(peer, forwarded, services.settings.trusted_proxies)
 
 
+def _failed(services: Services, error: Vod2s3Error, started: float) -> tuple[Response, int]:
+    """The failure envelope, sent with HTTP 200 if the account (once authenticated) or the
+    service says so, and the status that fits the failure, which the metrics count."""
+    as_200 = (error.failure_status or services.settings.failure_http_status) == "200"
+    response = failure(error, started, as_200)
+    if isinstance(error, MethodNotAllowed):
+        response.headers["Allow"] = "POST"
+    return response, native_status(error)
+
+
 def _make_stable(services: Services) -> Any:
     async def stable(request: Request) -> Response:
         started = time.perf_counter()
@@ -83,11 +93,7 @@ def _make_stable(services: Services) -> Any:
             response: Response = success(message, data, started)
             status = response.status_code
         except Vod2s3Error as error:
-            as_200 = (error.failure_status or services.settings.failure_http_status) == "200"
-            response = failure(error, started, as_200)
-            status = native_status(error)
-            if isinstance(error, MethodNotAllowed):
-                response.headers["Allow"] = "POST"
+            response, status = _failed(services, error, started)
         except ClientDisconnect:
             # The client went away before its body arrived: nothing of ours failed, and
             # nobody is there to answer. Counted apart (nginx's 499), not as a 5xx that
@@ -97,10 +103,7 @@ def _make_stable(services: Services) -> Any:
             return Response(status_code=CLIENT_CLOSED)
         except Exception:
             log.exception("unhandled error in /stable/")
-            internal = Vod2s3Error("internal")
-            as_200 = services.settings.failure_http_status == "200"
-            response = failure(internal, started, as_200)
-            status = native_status(internal)
+            response, status = _failed(services, Vod2s3Error("internal"), started)
         # Counted by what happened, also when a failure was sent with HTTP 200.
         services.metrics.api_request(command, status, COMMANDS)
         return response

@@ -10,14 +10,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Integer, String, bindparam, exc, insert, select, update
+from sqlalchemy import Engine, Integer, String, and_, bindparam, exc, insert, select, update
 
 from vod2s3.clock import Clock
 from vod2s3.config import FAILURE_STATUSES, INTEGRITY_MODES, PAYLOAD_SIGNING_MODES
 from vod2s3.crypto import SecretBox
 from vod2s3.errors import BadRequest, Conflict, NotFound
 from vod2s3.store.db import transaction
-from vod2s3.store.schema import accounts
+from vod2s3.store.schema import accounts, uploads
 
 STORAGE_USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ALLOW_LIST_ENTRY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
@@ -26,6 +26,10 @@ RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 API_KEY_ALPHABET = string.ascii_uppercase + string.digits
 DEFAULT_GRACE = timedelta(hours=24)
+# What a disabled account's queued uploads say while they wait (docs/operator-guide.md).
+WAITING_WHILE_DISABLED = (
+    "Waiting: the account is disabled; the upload starts when the operator enables it again"
+)
 
 
 # Looked up on every request and every upload: built once (see store/uploads.py).
@@ -183,6 +187,26 @@ def validate_bucket_name(bucket: str) -> str | None:
     return None
 
 
+def _storage_user(storage_user: str) -> str:
+    if not STORAGE_USER_RE.match(storage_user):
+        raise BadRequest(
+            f"Storage user {storage_user!r} is not a folder name: use letters, digits, "
+            "'.', '_' and '-'"
+        )
+    return storage_user
+
+
+def _allowed_buckets(buckets: list[str]) -> list[str]:
+    for bucket in buckets:
+        # Only the characters are checked here: the allow-list is matched exactly, and
+        # aws.upload checks the full S3 naming rules of the bucket it is asked for.
+        if not ALLOW_LIST_ENTRY_RE.match(bucket):
+            raise BadRequest(
+                f"Bucket {bucket!r} is not a bucket name: use letters, digits, '.', '-'"
+            )
+    return buckets
+
+
 class AccountStore:
     def __init__(self, engine: Engine, box: SecretBox, clock: Clock) -> None:
         self._engine = engine
@@ -198,11 +222,7 @@ class AccountStore:
     ) -> IssuedCredentials:
         if cdn <= 0:
             raise BadRequest("--cdn must be a positive whole number")
-        if not STORAGE_USER_RE.match(storage_user):
-            raise BadRequest(
-                f"Storage user {storage_user!r} is not a folder name: use letters, digits, "
-                "'.', '_' and '-'"
-            )
+        _storage_user(storage_user)
         api_key = api_key or new_api_key()
         secret = secret or new_secret()
         try:
@@ -259,13 +279,7 @@ class AccountStore:
         endpoint_url: str = "",
         buckets: list[str] | None = None,
     ) -> Account:
-        for bucket in buckets or []:
-            # Only the characters are checked here: the allow-list is matched exactly, and
-            # aws.upload checks the full S3 naming rules of the bucket it is asked for.
-            if not ALLOW_LIST_ENTRY_RE.match(bucket):
-                raise BadRequest(
-                    f"Bucket {bucket!r} is not a bucket name: use letters, digits, '.', '-'"
-                )
+        _allowed_buckets(buckets or [])
         if endpoint_url and not re.match(r"^https?://[^\s/]+", endpoint_url):
             raise BadRequest("--endpoint-url must be an http:// or https:// URL")
         if not access_key_id or not secret_access_key:
@@ -295,8 +309,40 @@ class AccountStore:
         )
         return secret
 
-    def set_disabled(self, cdn: int, disabled: bool) -> None:
-        self._update(cdn, {"disabled": disabled})
+    def set_disabled(self, cdn: int, disabled: bool) -> int:
+        """Disable or enable an account; its queued uploads say that they wait, or go back
+        to "Queued", in the same transaction. Returns how many queued uploads that touched.
+        Workers skip a disabled account's uploads when they claim, and stop the running
+        ones at their next part (worker/job.py)."""
+        account = self.get(cdn)
+        queued = and_(uploads.c.account_id == account.id, uploads.c.state == "queued")
+        with transaction(self._engine) as conn:
+            conn.execute(
+                update(accounts).where(accounts.c.id == account.id).values(disabled=disabled)
+            )
+            if disabled:
+                waiting = update(uploads).where(queued).values(message=WAITING_WHILE_DISABLED)
+            else:
+                waiting = (
+                    update(uploads)
+                    .where(queued, uploads.c.message == WAITING_WHILE_DISABLED)
+                    .values(message="Queued")
+                )
+            return int(conn.execute(waiting).rowcount)
+
+    def set_storage(
+        self, cdn: int, storage_user: str | None = None, buckets: list[str] | None = None
+    ) -> Account:
+        """Change the storage user and/or the allowed buckets (an empty list: any bucket),
+        without touching the AWS credentials."""
+        values: dict[str, Any] = {}
+        if storage_user is not None:
+            values["storage_user"] = _storage_user(storage_user)
+        if buckets is not None:
+            values["allowed_buckets"] = _allowed_buckets(buckets)
+        if values:
+            self._update(cdn, values)
+        return self.get(cdn)
 
     def set_failure_status(self, cdn: int, failure_status: str | None) -> None:
         """ "200", "native", or None to follow the service's setting."""

@@ -237,10 +237,17 @@ def accounts_set_aws(
 ) -> None:
     """Set the AWS credentials, region, endpoint and allowed buckets of an account."""
     secret = _aws_secret(secret_access_key, secret_access_key_file)
-    bucket_list = None if buckets is None else [b.strip() for b in buckets.split(",") if b.strip()]
+    bucket_list = _bucket_list(buckets)
     account = _accounts().set_aws(cdn, access_key_id, secret, region, endpoint_url, bucket_list)
     allowed = ", ".join(account.allowed_buckets) or "any"
     click.echo(f"account cdn {cdn}: AWS settings saved (region {region}, buckets: {allowed})")
+
+
+def _bucket_list(buckets: str | None) -> list[str] | None:
+    """--buckets: None when not given; "" is an empty list (any bucket)."""
+    if buckets is None:
+        return None
+    return [bucket.strip() for bucket in buckets.split(",") if bucket.strip()]
 
 
 # A grace period longer than this is a mistake (hours taken for days), not a plan.
@@ -287,18 +294,52 @@ def accounts_rotate_secret(cdn: int, grace_hours: float, as_json: bool, yes: boo
 @click.option("--cdn", type=int, required=True)
 @friendly_errors
 def accounts_disable(cdn: int) -> None:
-    """Refuse every further request of an account."""
-    _accounts().set_disabled(cdn, True)
-    click.echo(f"account cdn {cdn} disabled")
+    """Refuse every further request of an account; its uploads wait until it is enabled."""
+    waiting = _accounts().set_disabled(cdn, True)
+    click.echo(
+        f"account cdn {cdn} disabled: its requests are refused, {waiting} queued uploads "
+        "wait, and running ones go back to the queue at their next part "
+        f"(vod2s3 accounts enable --cdn {cdn} resumes them)"
+    )
 
 
 @accounts.command("enable")
 @click.option("--cdn", type=int, required=True)
 @friendly_errors
 def accounts_enable(cdn: int) -> None:
-    """Accept requests of a disabled account again."""
-    _accounts().set_disabled(cdn, False)
-    click.echo(f"account cdn {cdn} enabled")
+    """Accept requests of a disabled account again; its waiting uploads start."""
+    resumed = _accounts().set_disabled(cdn, False)
+    click.echo(f"account cdn {cdn} enabled: {resumed} waiting uploads queued again")
+
+
+@accounts.command("delete")
+@click.option("--cdn", type=int, required=True)
+@click.option(
+    "--cancel-uploads",
+    is_flag=True,
+    help="Cancel the account's queued and running uploads (refused without it).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask before deleting.")
+@friendly_errors
+def accounts_delete(cdn: int, cancel_uploads: bool, yes: bool) -> None:
+    """Delete an account and all its upload records; multipart uploads it left on S3 are
+    aborted first. Its API key stops working at once."""
+    from vod2s3.account_removal import remove_account
+
+    runtime = _runtime()
+    _require_schema(runtime)
+    runtime.accounts.get(cdn)  # an unknown cdn is said before the question
+    if not yes:
+        click.confirm(
+            f"Delete account cdn {cdn} and every record of its uploads? This cannot be undone",
+            abort=True,
+            err=True,
+        )
+    removal = remove_account(runtime, cdn, cancel_uploads)
+    click.echo(
+        f"account cdn {cdn} deleted: {removal.records_deleted} upload records, "
+        f"{removal.cancelled} uploads cancelled, {removal.aborted} multipart uploads aborted"
+    )
 
 
 @accounts.command("set")
@@ -338,6 +379,13 @@ def accounts_enable(cdn: int) -> None:
     default=None,
     help="SHA-256 payload signing for this account (default: VOD2S3_PAYLOAD_SIGNING).",
 )
+@click.option("--storage-user", default=None, help="The customer's folder on each volume.")
+@click.option(
+    "--buckets",
+    default=None,
+    help='Comma-separated buckets the account may use; "" for any bucket its AWS '
+    "credentials can write to. The AWS secret is not needed.",
+)
 @friendly_errors
 def accounts_set(
     cdn: int,
@@ -346,15 +394,29 @@ def accounts_set(
     addressing_style: str | None,
     ca_bundle: str | None,
     payload_signing: str | None,
+    storage_user: str | None,
+    buckets: str | None,
 ) -> None:
     """Change an account's settings (only those given)."""
-    given = (failure_status, integrity, addressing_style, ca_bundle, payload_signing)
+    given = (
+        failure_status,
+        integrity,
+        addressing_style,
+        ca_bundle,
+        payload_signing,
+        storage_user,
+        buckets,
+    )
     if all(option is None for option in given):
         raise click.UsageError(
             "give at least one of --failure-status, --integrity, --addressing-style, "
-            "--ca-bundle, --payload-signing"
+            "--ca-bundle, --payload-signing, --storage-user, --buckets"
         )
     store = _accounts()
+    if storage_user is not None or buckets is not None:
+        account = store.set_storage(cdn, storage_user, _bucket_list(buckets))
+        allowed = ", ".join(account.allowed_buckets) or "any"
+        click.echo(f"account cdn {cdn}: storage user {account.storage_user}, buckets: {allowed}")
     endpoint: dict[str, str | None] = {}
     if addressing_style is not None:
         endpoint["addressing_style"] = None if addressing_style == "default" else addressing_style

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, update
 
 from tests.databases import database_url
 from tests.helpers import FakeClock
-from vod2s3.accounts import AccountStore
+from vod2s3.accounts import WAITING_WHILE_DISABLED, AccountStore
 from vod2s3.crypto import SecretBox
 from vod2s3.store import migrate
 from vod2s3.store.db import make_engine
@@ -301,6 +301,25 @@ def test_claims_take_turns_between_accounts(stores: Stores) -> None:
     # The quiet account's uploads, queued after 50 others, start within the first claims.
     assert [row.account_id for row in taken] == [busy, quiet, busy, quiet, busy, quiet]
     assert {row.id for row in taken if row.account_id == quiet} == quiet_ids
+
+
+def test_a_disabled_accounts_uploads_wait_and_say_why(stores: Stores) -> None:
+    """Claims pass over a disabled account's queued uploads (and the others still run);
+    enabling it makes them claimable again, their message back to "Queued"."""
+    off, on = stores.account(158), stores.account(159)
+    waiting, _ = stores.records.enqueue(new_upload(off, "waits"))
+    assert stores.accounts.set_disabled(158, True) == 1
+    running, _ = stores.records.enqueue(new_upload(on, "runs"))
+    assert claimed(stores).id == running.id
+    assert stores.claim() is None
+    record = stores.records.get(off, waiting.id)
+    assert record is not None
+    assert (record.state, record.message) == ("queued", WAITING_WHILE_DISABLED)
+
+    assert stores.accounts.set_disabled(158, False) == 1
+    record = stores.records.get(off, waiting.id)
+    assert record is not None and record.message == "Queued"
+    assert claimed(stores).id == waiting.id
 
 
 def test_idle_accounts_do_not_stand_in_the_way(stores: Stores) -> None:

@@ -198,15 +198,16 @@ class PartJournal:
 
     # -- cancelled uploads ---------------------------------------------------------------
 
-    def abandoned(self, limit: int = 20) -> list[AbandonedMultipart]:
-        """Cancelled uploads whose multipart upload still needs aborting."""
+    def abandoned(self, limit: int = 20, account_id: int | None = None) -> list[AbandonedMultipart]:
+        """Cancelled uploads (of every account, or of one) whose multipart upload still
+        needs aborting."""
+        query = select(*ABANDONED_COLUMNS).where(
+            uploads.c.state == "cancelled", uploads.c.multipart_upload_id.is_not(None)
+        )
+        if account_id is not None:
+            query = query.where(uploads.c.account_id == account_id)
         with transaction(self._engine) as conn:
-            rows = conn.execute(
-                select(*ABANDONED_COLUMNS)
-                .where(uploads.c.state == "cancelled", uploads.c.multipart_upload_id.is_not(None))
-                .order_by(uploads.c.id)
-                .limit(limit)
-            )
+            rows = conn.execute(query.order_by(uploads.c.id).limit(limit))
             return [AbandonedMultipart.from_row(row) for row in rows]
 
     def forget_abandoned(self, upload_id: int, multipart_upload_id: str) -> None:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    false,
     func,
     literal_column,
     or_,
@@ -180,9 +181,16 @@ def _candidate(kind: TimeKind, postgres: bool, by_volume: bool) -> ColumnElement
     last_claimed = (
         select(accounts.c.last_claimed).where(accounts.c.id == busy.c.account_id).scalar_subquery()
     )
+    # A disabled account's uploads wait, queued, until it is enabled again (its
+    # credentials must not be used): its turn is skipped, by primary key like the above.
+    enabled = (
+        select(accounts.c.id)
+        .where(accounts.c.id == busy.c.account_id, accounts.c.disabled == false())
+        .exists()
+    )
     turns = (
         select(busy.c.account_id.label("id"), last_claimed.label("last_claimed"))
-        .where(busy.c.account_id.is_not(None))
+        .where(busy.c.account_id.is_not(None), enabled)
         .cte("turns")
         .prefix_with("MATERIALIZED")
     )
@@ -261,10 +269,9 @@ def _end(kind: TimeKind, outcome: str) -> Update:
         values.update(_NO_MULTIPART, state=outcome, finished=now)
     elif outcome == "requeued":
         values.update(state="queued", next_attempt_at=later_sql(kind, _DELAY))
-    else:  # released: given back untouched, the attempt not counted
+    else:  # released: given back untouched, the attempt not counted (message: a parameter)
         values.update(
             state="queued",
-            message="Queued",
             attempts=uploads.c.attempts - 1,
             next_attempt_at=now,
         )
@@ -395,17 +402,13 @@ class LeaseQueue:
         with transaction(self._engine) as conn:
             return conn.execute(_end(self._time.kind, "requeued"), params).first() is not None
 
-    def release(self, lease: Lease) -> bool:
-        """Give a claimed upload back untouched (graceful shutdown): the attempt is not
-        counted against it, and its multipart upload stays to be resumed."""
+    def release(self, lease: Lease, message: str = "Queued") -> bool:
+        """Give a claimed upload back untouched (graceful shutdown; its account disabled):
+        the attempt is not counted against it, and its multipart upload stays to be
+        resumed. ``message`` says why it waits."""
+        params = {**holder_params(self._time, lease, self.lease, renew=False), "message": message}
         with transaction(self._engine) as conn:
-            return (
-                conn.execute(
-                    _end(self._time.kind, "released"),
-                    holder_params(self._time, lease, self.lease, renew=False),
-                ).first()
-                is not None
-            )
+            return conn.execute(_end(self._time.kind, "released"), params).first() is not None
 
 
 def _seconds_between(start: datetime | None, end: datetime | None) -> float | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from vod2s3.accounts import Account, AccountStore
 from vod2s3.crypto import SecretBox
+from vod2s3.errors import DatabaseUnavailable, NotFound
 from vod2s3.s3 import S3Target
 
 DEFAULT_TTL = 5.0
@@ -44,6 +45,18 @@ class AccountCache:
     def get(self, account_id: int) -> Account:
         """The account; raises NotFound when it no longer exists."""
         return self._entry(account_id).account
+
+    def disabled_now(self, account_id: int) -> bool:
+        """Has the account been disabled (or deleted)? Asked before every part of a running
+        upload, so it reads the database at most once per ``ttl``. While the database cannot
+        answer, the last known state holds: an outage alone stops no upload."""
+        try:
+            return self.get(account_id).disabled
+        except NotFound:
+            return True
+        except DatabaseUnavailable:
+            cached = self._cache.get(account_id)
+            return cached is not None and cached.account.disabled
 
     def target(self, account: Account) -> S3Target:
         """The account's S3 settings with its secret decrypted."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from vod2s3.accounts import Account
+from vod2s3.accounts import WAITING_WHILE_DISABLED, Account
 from vod2s3.config import Settings
 from vod2s3.errors import DatabaseUnavailable, NotFound, SourceError
 from vod2s3.logs import upload_fields
@@ -196,14 +196,11 @@ def _attempt(ctx: JobContext, claimed: ClaimedUpload, held: HeldLease) -> None:
     try:
         account = patiently(ctx, claimed.id, lambda: ctx.accounts.get(claimed.account_id))
         if account.disabled:
-            # The operator turned the account off: its credentials must not be used, for
-            # uploads queued before as after (within the account cache's few seconds).
-            raise AttemptFailure(
-                retryable=False,
-                s3_status=0,
-                code="AccountDisabled",
-                message="The account is disabled: ask the service operator, then retry",
-            )
+            # Claims skip disabled accounts; this one was claimed as its account was being
+            # disabled, or after its lease ran out. Its credentials must not be used: it
+            # waits in the queue, its parts kept, until the account is enabled again.
+            _wait_while_disabled(ctx, claimed, held)
+            return
         if claimed.attempts > ctx.policy.max_attempts:
             # Reclaimed after its workers stopped responding, too often.
             raise AttemptFailure(
@@ -268,7 +265,11 @@ def _send(
             size,
             object_spec(claimed),
             tuning,
-            should_stop=lambda: not held.usable() or ctx.shutting_down.is_set(),
+            should_stop=lambda: (
+                not held.usable()
+                or ctx.shutting_down.is_set()
+                or ctx.accounts.disabled_now(account.id)
+            ),
             journal=journal,
             resume=resume_state(ctx, claimed, held),
             budget=ctx.budget,
@@ -327,6 +328,9 @@ def _record_failure(
     failure: AttemptFailure,
 ) -> None:
     upload_id, lease = claimed.id, held.lease
+    if failure.code == "Stopped" and account is not None and ctx.accounts.disabled_now(account.id):
+        _wait_while_disabled(ctx, claimed, held)
+        return
     if failure.code == "Stopped" and ctx.shutting_down.is_set():
         # The multipart upload and its parts stay: the next worker resumes them.
         patiently(ctx, upload_id, lambda: ctx.queue.release(lease))
@@ -379,6 +383,21 @@ def _record_failure(
         claimed.cdn_id,
         failure.code,
         extra=upload_fields(claimed, "failed", "failed", "uploading", error_code=failure.code),
+    )
+
+
+def _wait_while_disabled(ctx: JobContext, claimed: ClaimedUpload, held: HeldLease) -> None:
+    """Back to the queue, the attempt not counted, the multipart upload and its parts kept:
+    it resumes where it stopped once the account is enabled again."""
+    lease = held.lease
+    if not patiently(ctx, claimed.id, lambda: ctx.queue.release(lease, WAITING_WHILE_DISABLED)):
+        _left_to_new_owner(claimed, "before it was put back to wait")
+        return
+    log.info(
+        "upload %s (cdn %s): the account is disabled; back to the queue until it is enabled",
+        claimed.id,
+        claimed.cdn_id,
+        extra=upload_fields(claimed, "account_disabled", "queued", "uploading"),
     )
 
 

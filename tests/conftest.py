@@ -12,6 +12,7 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from tests.databases import KINDS, database_url
 from tests.helpers import moto_server_process
 from tests.netguard import network_guard  # noqa: F401  (a fixture for any test module)
 from tests.service import RunningService, make_settings, running_service
@@ -75,4 +76,16 @@ def storage_root(tmp_path: Path) -> Path:
 def service(tmp_path: Path, s3_endpoint: str) -> Iterator[RunningService]:
     """A running API on 127.0.0.1 with a fresh SQLite database; S3 is the moto server."""
     with running_service(make_settings(tmp_path), s3_endpoint) as running:
+        yield running
+
+
+@pytest.fixture(params=KINDS)
+def service_on_each_database(
+    request: pytest.FixtureRequest, tmp_path: Path, s3_endpoint: str
+) -> Iterator[RunningService]:
+    """The running API on SQLite, then on a fresh PostgreSQL database."""
+    with (
+        database_url(str(request.param), tmp_path) as url,
+        running_service(make_settings(tmp_path, database_url=url), s3_endpoint) as running,
+    ):
         yield running

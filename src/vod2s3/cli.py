@@ -525,6 +525,17 @@ def _start_deliverer_thread(runtime: Runtime, stopping: threading.Event) -> thre
     return thread
 
 
+def _start_coverage_watch(runtime: Runtime, stopping: threading.Event) -> threading.Thread:
+    """Warn in the log while a volume has queued uploads and no live worker (one watch per
+    process: `serve`, `api`, `worker`)."""
+    from vod2s3.coverage_watch import CoverageWatch
+
+    watch = CoverageWatch(runtime.coverage.read)
+    thread = threading.Thread(target=watch.run, args=(stopping,), name="coverage", daemon=True)
+    thread.start()
+    return thread
+
+
 def _check_port(host: str, port: int) -> None:
     """Fail before starting anything (and before dev mode's banner says it is running) when
     the API could not listen there."""
@@ -604,6 +615,7 @@ def serve(host: str, port: int, dev: bool, concurrency: int | None) -> None:
         click.echo(devmode.banner(f"http://{host}:{port}/stable/", local_s3.endpoint, runtime))
     worker, thread = _start_worker_thread(runtime, concurrency)
     callbacks = _start_deliverer_thread(runtime, worker.stopping)
+    _start_coverage_watch(runtime, worker.stopping)
     try:
         _run_api(runtime, host, port, queued=worker.wakeup.set)
     finally:
@@ -628,7 +640,12 @@ def api(host: str, port: int) -> None:
     _require_schema(runtime)
     devmode.refuse_demo_account(runtime.accounts)
     _check_port(host, port)
-    _run_api(runtime, host, port)
+    stopping = threading.Event()
+    _start_coverage_watch(runtime, stopping)
+    try:
+        _run_api(runtime, host, port)
+    finally:
+        stopping.set()
 
 
 @main.command()
@@ -667,6 +684,7 @@ def worker(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     delivering = _start_deliverer_thread(runtime, the_worker.stopping) if callbacks else None
+    _start_coverage_watch(runtime, the_worker.stopping)
     the_worker.run()
     if delivering is not None:
         delivering.join(timeout=runtime.settings.callback_timeout + 5)

@@ -3,8 +3,10 @@ process-wide default, so that tests can build several apps in one process.
 
 What is counted where (docs/observability.md):
 
-- ``vod2s3_queue_depth{state}``: uploads in the database by state, read from the shared
-  database at scrape time, so every process reports the same, database-wide numbers.
+- ``vod2s3_queue_depth{state}``, ``vod2s3_oldest_queued_seconds{volume}``,
+  ``vod2s3_volume_without_worker{volume}``, ``vod2s3_workers_live``,
+  ``vod2s3_callbacks_failing``: read from the shared database at scrape time, so every
+  process reports the same, database-wide numbers.
 - ``vod2s3_uploads_finished_total{outcome}``, ``vod2s3_uploaded_bytes_total`` and
   ``vod2s3_upload_duration_seconds{outcome}``: counted by the process that did the work (the
   worker for completed / failed, the API for cancelled), as Prometheus counters usually are.
@@ -21,10 +23,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Container, Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from vod2s3.store.coverage import VolumeWait
 
 log = logging.getLogger("vod2s3.metrics")
 
@@ -36,34 +41,76 @@ UNKNOWN_COMMAND = "unknown"
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 5400, 7200)
 
 
-class QueueCollector(Collector):
-    """Uploads by state, counted in the database when Prometheus scrapes."""
+@dataclass(frozen=True)
+class DatabaseReading:
+    """What the shared database says at a scrape (the same in every process)."""
 
-    def __init__(self, count_by_state: Callable[[], dict[str, int]]) -> None:
-        self._count_by_state = count_by_state
+    depth: dict[str, int]  # uploads by state
+    volumes: tuple[VolumeWait, ...]  # volumes with queued uploads (enabled accounts)
+    live_workers: int
+    callbacks_failing: int  # deliveries still pending after a failed attempt
+
+
+class DatabaseCollector(Collector):
+    """The gauges read from the database when Prometheus scrapes."""
+
+    def __init__(self, read: Callable[[], DatabaseReading]) -> None:
+        self._read = read
 
     def describe(self) -> Iterable[Metric]:
         # Described without a database query (register() calls this).
-        yield GaugeMetricFamily("vod2s3_queue_depth", "Uploads in the database by state")
-        yield GaugeMetricFamily("vod2s3_database_up", "1 if the last scrape read the database")
+        return self._families()
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("vod2s3_database_up", "1 if the last scrape read the database")
         try:
-            counts = self._count_by_state()
+            reading = self._read()
         except Exception:
-            log.warning("metrics: cannot count the uploads by state", exc_info=True)
+            log.warning("metrics: cannot read the database", exc_info=True)
+            up = GaugeMetricFamily("vod2s3_database_up", _DATABASE_UP)
             up.add_metric([], 0)
             yield up
             return
+        yield from self._families(reading)
+
+    @staticmethod
+    def _families(reading: DatabaseReading | None = None) -> list[Metric]:
         depth = GaugeMetricFamily(
             "vod2s3_queue_depth", "Uploads in the database by state", labels=["state"]
         )
+        oldest = GaugeMetricFamily(
+            "vod2s3_oldest_queued_seconds",
+            "Age of the oldest queued upload per volume (disabled accounts left out)",
+            labels=["volume"],
+        )
+        uncovered = GaugeMetricFamily(
+            "vod2s3_volume_without_worker",
+            "1 for a volume with queued uploads that no live worker serves, else 0",
+            labels=["volume"],
+        )
+        live = GaugeMetricFamily(
+            "vod2s3_workers_live", "Workers whose heartbeat is younger than a lease"
+        )
+        failing = GaugeMetricFamily(
+            "vod2s3_callbacks_failing",
+            "Callback deliveries still pending after a failed attempt (not yet given up)",
+        )
+        up = GaugeMetricFamily("vod2s3_database_up", _DATABASE_UP)
+        families: list[Metric] = [depth, oldest, uncovered, live, failing, up]
+        if reading is None:
+            return families
+        counts = reading.depth
         for state in (*UPLOAD_STATES, *sorted(set(counts) - set(UPLOAD_STATES))):
             depth.add_metric([state], counts.get(state, 0))
+        for wait in reading.volumes:
+            oldest.add_metric([wait.volume], wait.oldest_queued_seconds)
+            uncovered.add_metric([wait.volume], 0 if wait.covered else 1)
+        live.add_metric([], reading.live_workers)
+        failing.add_metric([], reading.callbacks_failing)
         up.add_metric([], 1)
-        yield depth
-        yield up
+        return families
+
+
+_DATABASE_UP = "1 if the last scrape read the database"
 
 
 class Metrics:
@@ -105,13 +152,13 @@ class Metrics:
             self.uploads_finished.labels(outcome)
         for outcome in CALLBACK_OUTCOMES:
             self.callback_deliveries.labels(outcome)
-        self._queue: QueueCollector | None = None
+        self._database: DatabaseCollector | None = None
 
-    def watch_queue(self, count_by_state: Callable[[], dict[str, int]]) -> None:
-        """Report the queue depth read by ``count_by_state`` (once per registry)."""
-        if self._queue is None:
-            self._queue = QueueCollector(count_by_state)
-            self.registry.register(self._queue)
+    def watch_database(self, read: Callable[[], DatabaseReading]) -> None:
+        """Report the gauges ``read`` from the database at each scrape (once per registry)."""
+        if self._database is None:
+            self._database = DatabaseCollector(read)
+            self.registry.register(self._database)
 
     # -- what the parts of the service report --------------------------------------------
 

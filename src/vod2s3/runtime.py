@@ -19,9 +19,10 @@ from vod2s3.callbacks.ssrf import Resolver, system_resolver
 from vod2s3.clock import Clock, SystemClock
 from vod2s3.config import Settings
 from vod2s3.crypto import SecretBox, load_master_key
-from vod2s3.metrics import Metrics
+from vod2s3.metrics import DatabaseReading, Metrics
 from vod2s3.s3 import PartBudget
 from vod2s3.store.answers import CommandAnswers
+from vod2s3.store.coverage import CoverageQueries
 from vod2s3.store.dashboard import DashboardQueries
 from vod2s3.store.db import make_engine
 from vod2s3.store.journal import PartJournal
@@ -56,7 +57,22 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
 
     def __post_init__(self) -> None:
-        self.metrics.watch_queue(self.uploads.count_by_state)
+        self.metrics.watch_database(self.database_reading)
+
+    def database_reading(self) -> DatabaseReading:
+        """The gauges of /metrics that the shared database holds."""
+        coverage = self.coverage.read()
+        return DatabaseReading(
+            depth=self.uploads.count_by_state(),
+            volumes=coverage.volumes,
+            live_workers=len(coverage.live_workers),
+            callbacks_failing=self.outbox.failing_count(),
+        )
+
+    @property
+    def coverage(self) -> CoverageQueries:
+        """A worker is live while its heartbeat is younger than a lease."""
+        return CoverageQueries(self.engine, self.time, self.lease)
 
     @property
     def time(self) -> SqlTime:

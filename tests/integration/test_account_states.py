@@ -15,13 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.databases import database_url
+from tests.databases import KINDS, database_url
 from tests.faultproxy import FaultProxy, Rule
 from tests.service import VOD2S3, RunningService, make_settings, running_service
 from vod2s3.accounts import WAITING_WHILE_DISABLED
 from vod2s3.client import ClientError
 
-KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 MiB = 1024 * 1024
 
 

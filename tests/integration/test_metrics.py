@@ -27,7 +27,7 @@ from tests.service import RunningService, make_settings, running_service
 from vod2s3.client import Vod2s3Client
 from vod2s3.config import MiB
 from vod2s3.jsonenc import php_json_encode
-from vod2s3.metrics import Metrics
+from vod2s3.metrics import DatabaseReading, Metrics
 
 VOD2S3 = Path(sys.executable).parent / "vod2s3"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -152,10 +152,10 @@ def test_each_app_has_its_own_registry(tmp_path: Path, s3_endpoint: str) -> None
 def test_metrics_without_a_database_says_so_instead_of_failing() -> None:
     metrics = Metrics()
 
-    def broken() -> dict[str, int]:
+    def broken() -> DatabaseReading:
         raise RuntimeError("database gone")
 
-    metrics.watch_queue(broken)
+    metrics.watch_database(broken)
     text = metrics.exposition().decode()
     assert "vod2s3_database_up 0.0" in text
     assert "vod2s3_queue_depth{" not in text

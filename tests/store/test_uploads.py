@@ -16,7 +16,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, update
 
-from tests.databases import database_url
+from tests.databases import KINDS, database_url
 from tests.helpers import FakeClock
 from vod2s3.accounts import WAITING_WHILE_DISABLED, AccountStore
 from vod2s3.crypto import SecretBox
@@ -31,7 +31,6 @@ from vod2s3.store.sqltime import ProcessTime, ServerTime, SqlTime
 from vod2s3.store.workers import WorkerLock, WorkerRegistry
 
 LEASE = timedelta(seconds=30)
-KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 @dataclass
@@ -318,7 +317,8 @@ def test_a_disabled_accounts_uploads_wait_and_say_why(stores: Stores) -> None:
 
     assert stores.accounts.set_disabled(158, False) == 1
     record = stores.records.get(off, waiting.id)
-    assert record is not None and record.message == "Queued"
+    assert record is not None
+    assert record.message == "Queued"
     assert claimed(stores).id == waiting.id
 
 

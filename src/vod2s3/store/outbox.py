@@ -25,6 +25,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    func,
     insert,
     or_,
     select,
@@ -253,6 +254,20 @@ class CallbackOutbox:
                 )
             )
             return True
+
+    def failing_count(self) -> int:
+        """Deliveries still pending after at least one failed attempt: callbacks failing
+        now, not yet given up (found through the (state, next_attempt_at) index)."""
+        with transaction(self._engine) as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(callback_deliveries)
+                    .where(
+                        callback_deliveries.c.state == "pending", callback_deliveries.c.attempts > 0
+                    )
+                ).scalar_one()
+            )
 
     def for_upload(self, upload_id: int) -> list[Row[Any]]:
         with transaction(self._engine) as conn:

@@ -132,7 +132,7 @@ class Runtime:
                 self.settings.address_rate_limit, self.settings.address_rate_burst, self.clock.unix
             ),
             metrics=self.metrics,
-            dashboard=DashboardQueries(self.engine, self.clock),
+            dashboard=DashboardQueries(self.engine, self.clock, self.time, self.coverage),
             queued=queued or (lambda: None),
         )
 

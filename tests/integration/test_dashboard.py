@@ -20,7 +20,8 @@ import pytest
 
 from tests.faultproxy import FaultProxy, Rule
 from tests.service import RunningService, make_settings, running_service
-from vod2s3.api.dashboard import UNAUTHORIZED_MESSAGE, callback_host, render
+from vod2s3.api.dashboard import UNAUTHORIZED_MESSAGE
+from vod2s3.api.dashboard_page import callback_host, render
 from vod2s3.config import MiB, Settings
 from vod2s3.errors import ConfigurationError
 from vod2s3.store.dashboard import Snapshot

@@ -21,6 +21,7 @@ from vod2s3.api.clientaddr import client_address
 from vod2s3.api.commands import COMMANDS
 from vod2s3.api.context import Services
 from vod2s3.api.dashboard import make_dashboard
+from vod2s3.api.dashboard_actions import make_dashboard_action
 from vod2s3.api.envelope import failure, native_status, success
 from vod2s3.api.fields import required_str
 from vod2s3.api.once import SINGLE_USE, run_once
@@ -185,6 +186,11 @@ def create_app(services: Services) -> Starlette:
                 # Off, it answers exactly as an unknown path does.
                 make_dashboard(services, _no_such_endpoint("/dashboard")),
                 methods=["GET", "HEAD"],
+            ),
+            Route(
+                "/dashboard/uploads/{upload_id:int}/{action}",
+                make_dashboard_action(services, _no_such_endpoint("/dashboard")),
+                methods=["POST"],
             ),
         ],
         exception_handlers={404: _not_found, 405: _not_found, 500: _server_error},

@@ -246,6 +246,16 @@ class RecordStore:
             ).first()
         return None if row is None else UploadRecord.from_row(row)
 
+    def account_of(self, upload_id: int) -> int | None:
+        """The id of the account an upload belongs to (None: no such upload): for
+        operators acting on an upload on its account's behalf."""
+        with transaction(self._engine) as conn:
+            found = conn.execute(
+                select(uploads.c.account_id).where(uploads.c.id == _UPLOAD),
+                {_UPLOAD.key: upload_id},
+            ).scalar()
+        return None if found is None else int(found)
+
     def get_any(self, upload_id: int) -> UploadRecord | None:
         """The record whatever its account: for workers, callbacks and operators only."""
         with transaction(self._engine) as conn:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -17,16 +18,18 @@ import click
 from vod2s3.cli import _print, _require_schema, _runtime, friendly_errors
 from vod2s3.clock import format_timestamp
 from vod2s3.durations import BadDuration, parse_duration
+from vod2s3.errors import NotFound
 from vod2s3.records import record_view
 from vod2s3.runtime import Runtime
 from vod2s3.store.overview import DeliveryRow, UploadDetail, UploadFilters
 from vod2s3.store.retention import DEFAULT_BATCH
+from vod2s3.store.rows import UploadRecord
 from vod2s3.store.schema import UPLOAD_STATES
 
 TABLE_WIDTH = 100  # columns the listing fits in (less on a narrower terminal)
 
 
-def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> timedelta | None:
     """An option's ``90s``, ``45m``, ``2h``, ``30d`` as a timedelta."""
     if value is None:
         return None
@@ -36,7 +39,9 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -
         raise click.BadParameter(str(error)) from None
 
 
-def _states(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> Any:
+def _states(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
     """Every --state given, each one state or a comma-separated list of them."""
     states = [s.strip().lower() for value in values for s in value.split(",") if s.strip()]
     unknown = [state for state in states if state not in UPLOAD_STATES]
@@ -189,8 +194,7 @@ def uploads_show(upload_id: int, as_json: bool) -> None:
     callback deliveries."""
     detail = _opened().overview.show(upload_id)
     if detail is None:
-        click.echo(f"error: no upload with id {upload_id}", err=True)
-        sys.exit(1)
+        raise NotFound(f"No upload with id {upload_id}")
     view = operator_view(detail)
     deliveries = [_delivery_view(row) for row in detail.deliveries]
     lines = [f"{name}: {_shown(value)}" for name, value in view.items()]
@@ -216,22 +220,7 @@ def uploads_cancel(upload_ids: tuple[int, ...]) -> None:
     is sent; a worker's sweep aborts the multipart upload). Exit status 1 if any was not
     cancelled."""
     runtime = _opened()
-    refused = 0
-    for upload_id in upload_ids:
-        detail = runtime.overview.show(upload_id)
-        if detail is None:
-            click.echo(f"upload {upload_id}: not found")
-            refused += 1
-            continue
-        record, cancelled = runtime.uploads.cancel(detail.job.account_id, upload_id)
-        if cancelled:
-            click.echo(f"upload {upload_id}: cancelled")
-        else:
-            state = record.state if record else "gone"
-            click.echo(f"upload {upload_id}: already {state}, not cancelled")
-            refused += 1
-    if refused:
-        sys.exit(1)
+    _each(upload_ids, runtime, runtime.uploads.cancel, "cancelled", "already {}, not cancelled")
 
 
 @uploads.command("retry")
@@ -241,24 +230,33 @@ def uploads_retry(upload_ids: tuple[int, ...]) -> None:
     """Queue failed or cancelled uploads again under their ids, as their customer's
     aws.retry would. Exit status 1 if any was not queued."""
     runtime = _opened()
-    refused = 0
+    refusal = "{}, not retried (only a failed or cancelled upload can be)"
+    _each(upload_ids, runtime, runtime.uploads.retry, "queued again", refusal)
+
+
+def _each(
+    upload_ids: tuple[int, ...],
+    runtime: Runtime,
+    change: Callable[[int, int], tuple[UploadRecord | None, bool]],
+    done: str,
+    refused: str,
+) -> None:
+    """``change(account_id, upload_id)`` for each id, on the upload's account's behalf; one
+    line per id. ``refused`` is told the state the upload was left in."""
+    failures = 0
     for upload_id in upload_ids:
         detail = runtime.overview.show(upload_id)
         if detail is None:
             click.echo(f"upload {upload_id}: not found")
-            refused += 1
+            failures += 1
             continue
-        record, queued = runtime.uploads.retry(detail.job.account_id, upload_id)
-        if queued:
-            click.echo(f"upload {upload_id}: queued again")
+        record, changed = change(detail.job.account_id, upload_id)
+        if changed:
+            click.echo(f"upload {upload_id}: {done}")
         else:
-            state = record.state if record else "gone"
-            click.echo(
-                f"upload {upload_id}: {state}, not retried (only a failed or cancelled "
-                "upload can be)"
-            )
-            refused += 1
-    if refused:
+            click.echo(f"upload {upload_id}: {refused.format(record.state if record else 'gone')}")
+            failures += 1
+    if failures:
         sys.exit(1)
 
 

@@ -265,7 +265,7 @@ def test_show_is_the_customers_record_and_the_operators_fields(ops: tuple[Cli, S
     assert "error_code: AccessDenied" in text
     assert "volume: sestore2" in text
 
-    assert "no upload with id 99999" in failure(cli, "uploads", "show", "99999")
+    assert "No upload with id 99999" in failure(cli, "uploads", "show", "99999")
 
 
 def test_cancel_and_retry_say_what_became_of_each_id(ops: tuple[Cli, Seed]) -> None:

@@ -708,3 +708,8 @@ def _serve_metrics(runtime: Runtime, host: str, port: int | None) -> Any:
 
 
 main.add_command(client)
+
+# Imported last: the group uses this module's helpers (friendly_errors, _runtime).
+from vod2s3.cli_uploads import uploads  # noqa: E402
+
+main.add_command(uploads)

@@ -95,6 +95,23 @@ def masked_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
+# 100 years: more is a typing mistake, and "now minus" it would fall off the calendar.
+MAX_RETENTION_DAYS = 36_500
+
+
+def _retention_days(env: Mapping[str, str], name: str = "VOD2S3_RETENTION_DAYS") -> int:
+    raw = env.get(name, "").strip()
+    if raw and not (raw.isascii() and raw.isdigit()):
+        raise ConfigurationError(
+            f"{name} must be a whole number of days, 0 or more (0 keeps finished uploads "
+            f"forever), got {raw!r}"
+        )
+    days = int(raw or 0)
+    if days > MAX_RETENTION_DAYS:
+        raise ConfigurationError(f"{name} must be at most {MAX_RETENTION_DAYS} days, got {days}")
+    return days
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///vod2s3.db"
@@ -151,6 +168,10 @@ class Settings:
     # A regular file with more than one hard link may be another user's file linked into
     # this folder: refused unless the operator says customers cannot make links there.
     allow_hard_links: bool = False
+    # Finished uploads (and their callback deliveries) are deleted by the workers this many
+    # days after they finished; 0 keeps them forever (the default: deleting records a
+    # customer may still ask aws.status for is the operator's decision).
+    retention_days: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -212,6 +233,7 @@ class Settings:
             max_connections=_int(env, "VOD2S3_MAX_CONNECTIONS", default.max_connections, 16),
             callback_timeout=_float(env, "VOD2S3_CALLBACK_TIMEOUT", default.callback_timeout, 0.1),
             allow_hard_links=_choice(env, "VOD2S3_ALLOW_HARD_LINKS", "no", ("yes", "no")) == "yes",
+            retention_days=_retention_days(env),
         )
 
     def __repr__(self) -> str:

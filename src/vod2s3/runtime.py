@@ -27,8 +27,10 @@ from vod2s3.store.dashboard import DashboardQueries
 from vod2s3.store.db import make_engine
 from vod2s3.store.journal import PartJournal
 from vod2s3.store.outbox import CallbackOutbox
+from vod2s3.store.overview import UploadOverview
 from vod2s3.store.queue import LeaseQueue
 from vod2s3.store.records import RecordStore
+from vod2s3.store.retention import FinishedUploads
 from vod2s3.store.sqltime import SqlTime, sql_time_for
 from vod2s3.store.workers import WorkerLock, WorkerRegistry
 from vod2s3.worker.accounts import AccountCache
@@ -38,6 +40,7 @@ from vod2s3.worker.job import JobContext
 from vod2s3.worker.leases import LeaseKeeper
 from vod2s3.worker.loop import Worker, new_owner_id
 from vod2s3.worker.regions import BucketRegions
+from vod2s3.worker.retention import RetentionSweep
 from vod2s3.worker.retry import RetryPolicy
 
 
@@ -93,6 +96,14 @@ class Runtime:
     @property
     def uploads(self) -> RecordStore:
         return RecordStore(self.engine, self.time)
+
+    @property
+    def overview(self) -> UploadOverview:
+        return UploadOverview(self.engine, self.time)
+
+    @property
+    def finished_uploads(self) -> FinishedUploads:
+        return FinishedUploads(self.engine, self.time)
 
     @property
     def lease(self) -> timedelta:
@@ -172,7 +183,9 @@ class Runtime:
             worker_name=name,
             metrics=self.metrics,
         )
-        return Worker(ctx, registry, worker_id, lock, concurrency, volumes)
+        days = settings.retention_days
+        retention = RetentionSweep(self.finished_uploads, days) if days else None
+        return Worker(ctx, registry, worker_id, lock, concurrency, volumes, retention)
 
     @property
     def outbox(self) -> CallbackOutbox:

@@ -97,6 +97,23 @@ RECORD_COLUMNS = _columns(UploadRecord)
 
 
 @dataclass(frozen=True, slots=True)
+class UploadJobFields(FromRow):
+    """What only the operator sees of an upload beside its record: where it is in the
+    queue and who holds it (`vod2s3 uploads list` and `show`)."""
+
+    account_id: int
+    volume: str
+    next_attempt_at: datetime
+    lease_owner: str | None
+    lease_expires: datetime | None
+    worker_id: int | None
+    multipart_upload_id: str | None
+
+
+JOB_COLUMNS = _columns(UploadJobFields)
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """A claim's hold on an upload. ``token`` is the fencing token: the upload's lease
     generation when this claim took it. Every write and check of the holder names it."""

@@ -166,6 +166,8 @@ uploads = Table(
         postgresql_where=text("state = 'uploading'"),
         sqlite_where=text("state = 'uploading'"),
     ),
+    # The purge of finished uploads walks them oldest first (migration 0012).
+    Index("ix_uploads_finished", "finished"),
 )
 
 # The parts of the current multipart upload that S3 has confirmed, written as each finishes,
@@ -205,6 +207,8 @@ callback_deliveries = Table(
     Column("updated", DateTime, nullable=False),
     CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
     Index("ix_callback_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    # An upload's deliveries: `uploads show`, and deleting them with it (migration 0012).
+    Index("ix_callback_deliveries_upload_id", "upload_id"),
 )
 
 # Every worker process that ever started: what it serves, and whether it is alive. On

@@ -14,6 +14,7 @@ from vod2s3.errors import DatabaseUnavailable
 from vod2s3.store.rows import ClaimedUpload
 from vod2s3.store.workers import WorkerLock, WorkerRegistry
 from vod2s3.worker.job import JobContext, abort_cancelled, run_job
+from vod2s3.worker.retention import RetentionSweep
 
 log = logging.getLogger("vod2s3.worker")
 SWEEP_INTERVAL = 5.0  # seconds between sweeps for cancelled uploads' multipart uploads
@@ -34,6 +35,7 @@ class Worker:
         lock: WorkerLock,
         concurrency: int,
         volumes: tuple[str, ...] = (),
+        retention: RetentionSweep | None = None,
     ) -> None:
         self._wakeup = threading.Event()
         self._ctx = ctx
@@ -44,6 +46,7 @@ class Worker:
         self._slots = threading.BoundedSemaphore(concurrency)
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="upload")
         self._next_reap = 0.0
+        self._retention = retention  # None: VOD2S3_RETENTION_DAYS=0, records kept forever
 
     @property
     def stopping(self) -> threading.Event:
@@ -117,12 +120,15 @@ class Worker:
             target=self._ctx.keeper.run, args=(keeper_stop,), name="heartbeat", daemon=True
         )
         keeper.start()
+        retention = self._retention.start(self.stopping) if self._retention else None
         try:
             self._loop(interval, next_sweep)
         finally:
             self._pool.shutdown(wait=True)
             keeper_stop.set()
             keeper.join()
+            if retention is not None:
+                retention.join()
             self.close()
         log.info("worker %s stopped", self.name)
 

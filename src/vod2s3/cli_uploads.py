@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -19,11 +18,11 @@ from vod2s3.cli import _print, _require_schema, _runtime, friendly_errors
 from vod2s3.clock import format_timestamp
 from vod2s3.durations import BadDuration, parse_duration
 from vod2s3.errors import NotFound
+from vod2s3.operator_actions import Action, act
 from vod2s3.records import record_view
 from vod2s3.runtime import Runtime
 from vod2s3.store.overview import DeliveryRow, UploadDetail, UploadFilters
 from vod2s3.store.retention import DEFAULT_BATCH
-from vod2s3.store.rows import UploadRecord
 from vod2s3.store.schema import UPLOAD_STATES
 
 TABLE_WIDTH = 100  # columns the listing fits in (less on a narrower terminal)
@@ -219,8 +218,7 @@ def uploads_cancel(upload_ids: tuple[int, ...]) -> None:
     """Cancel queued or running uploads, as their customer's aws.cancel would (the callback
     is sent; a worker's sweep aborts the multipart upload). Exit status 1 if any was not
     cancelled."""
-    runtime = _opened()
-    _each(upload_ids, runtime, runtime.uploads.cancel, "cancelled", "already {}, not cancelled")
+    _each(upload_ids, "cancel")
 
 
 @uploads.command("retry")
@@ -229,34 +227,17 @@ def uploads_cancel(upload_ids: tuple[int, ...]) -> None:
 def uploads_retry(upload_ids: tuple[int, ...]) -> None:
     """Queue failed or cancelled uploads again under their ids, as their customer's
     aws.retry would. Exit status 1 if any was not queued."""
+    _each(upload_ids, "retry")
+
+
+def _each(upload_ids: tuple[int, ...], action: Action) -> None:
+    """The action on each upload, on its account's behalf (operator_actions.py, as the
+    dashboard's buttons); one line per id."""
     runtime = _opened()
-    refusal = "{}, not retried (only a failed or cancelled upload can be)"
-    _each(upload_ids, runtime, runtime.uploads.retry, "queued again", refusal)
-
-
-def _each(
-    upload_ids: tuple[int, ...],
-    runtime: Runtime,
-    change: Callable[[int, int], tuple[UploadRecord | None, bool]],
-    done: str,
-    refused: str,
-) -> None:
-    """``change(account_id, upload_id)`` for each id, on the upload's account's behalf; one
-    line per id. ``refused`` is told the state the upload was left in."""
-    failures = 0
-    for upload_id in upload_ids:
-        detail = runtime.overview.show(upload_id)
-        if detail is None:
-            click.echo(f"upload {upload_id}: not found")
-            failures += 1
-            continue
-        record, changed = change(detail.job.account_id, upload_id)
-        if changed:
-            click.echo(f"upload {upload_id}: {done}")
-        else:
-            click.echo(f"upload {upload_id}: {refused.format(record.state if record else 'gone')}")
-            failures += 1
-    if failures:
+    outcomes = [act(runtime.uploads, runtime.metrics, action, each) for each in upload_ids]
+    for outcome in outcomes:
+        click.echo(outcome.describe())
+    if not all(outcome.changed for outcome in outcomes):
         sys.exit(1)
 
 

@@ -33,16 +33,13 @@ class ActionOutcome:
             return f"upload {self.upload_id}: not found"
         if self.changed:
             return f"upload {self.upload_id}: {_DONE[self.action]}"
-        return (
-            f"upload {self.upload_id}: not changed, it is {self.state} "
-            f"(only {_ALLOWED[self.action]})"
-        )
+        return f"upload {self.upload_id}: {_REFUSED[self.action].format(self.state)}"
 
 
 _DONE = {"cancel": "cancelled", "retry": "queued again"}
-_ALLOWED = {
-    "cancel": "a queued or uploading upload can be cancelled",
-    "retry": "a failed or cancelled upload can be retried",
+_REFUSED = {
+    "cancel": "already {}, not cancelled (only a queued or uploading upload can be)",
+    "retry": "{}, not retried (only a failed or cancelled upload can be)",
 }
 
 

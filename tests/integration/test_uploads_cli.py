@@ -278,7 +278,8 @@ def test_cancel_and_retry_say_what_became_of_each_id(ops: tuple[Cli, Seed]) -> N
     assert cancel.returncode == 1
     assert cancel.stdout.splitlines() == [
         f"upload {world.recent_queued}: cancelled",
-        f"upload {world.done}: already completed, not cancelled",
+        f"upload {world.done}: already completed, not cancelled (only a queued or uploading "
+        "upload can be)",
         "upload 99999: not found",
     ]
     assert cli.json("uploads", "show", str(world.recent_queued), "--json")["state"] == "cancelled"

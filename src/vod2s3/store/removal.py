@@ -12,25 +12,11 @@ from sqlalchemy import Engine, delete, func, select
 
 from vod2s3.errors import Conflict
 from vod2s3.store.db import transaction
-from vod2s3.store.schema import (
-    accounts,
-    callback_deliveries,
-    command_answers,
-    upload_parts,
-    uploads,
-)
+from vod2s3.store.retention import delete_uploads
+from vod2s3.store.schema import accounts, command_answers, uploads
 
 ACTIVE_STATES = ("queued", "uploading")
 BATCH = 500
-
-
-def count_uploads(engine: Engine, account_id: int, states: tuple[str, ...] = ()) -> int:
-    """The account's uploads, or those in ``states``."""
-    query = select(func.count()).select_from(uploads).where(uploads.c.account_id == account_id)
-    if states:
-        query = query.where(uploads.c.state.in_(states))
-    with transaction(engine) as conn:
-        return int(conn.execute(query).scalar_one())
 
 
 def active_upload_ids(engine: Engine, account_id: int) -> list[int]:
@@ -64,14 +50,7 @@ def delete_account_rows(engine: Engine, account_id: int, batch: int = BATCH) -> 
             ]
             if not ids:
                 break
-            # Explicitly, not by ON DELETE CASCADE: SQLite enforces foreign keys only
-            # where the connection turned them on.
-            conn.execute(delete(upload_parts).where(upload_parts.c.upload_id.in_(ids)))
-            conn.execute(
-                delete(callback_deliveries).where(callback_deliveries.c.upload_id.in_(ids))
-            )
-            conn.execute(delete(uploads).where(uploads.c.id.in_(ids)))
-            deleted += len(ids)
+            deleted += delete_uploads(conn, ids)
     with transaction(engine) as conn:
         left = conn.execute(
             select(func.count()).select_from(uploads).where(uploads.c.account_id == account_id)

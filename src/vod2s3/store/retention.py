@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    Connection,
     Engine,
     Integer,
     Select,
@@ -114,6 +115,12 @@ class FinishedUploads:
             ids = list(conn.execute(_batch(self._time.kind), params).scalars())
             if not ids:
                 return 0
-            conn.execute(_DELETE_PARTS, {_IDS.key: ids})
-            conn.execute(_DELETE_DELIVERIES, {_IDS.key: ids})
-            return int(conn.execute(_DELETE_UPLOADS, {_IDS.key: ids}).rowcount)
+            return delete_uploads(conn, ids)
+
+
+def delete_uploads(conn: Connection, ids: list[int]) -> int:
+    """Delete these uploads with their parts and callback deliveries (here and by
+    `accounts delete`); returns how many uploads went."""
+    conn.execute(_DELETE_PARTS, {_IDS.key: ids})
+    conn.execute(_DELETE_DELIVERIES, {_IDS.key: ids})
+    return int(conn.execute(_DELETE_UPLOADS, {_IDS.key: ids}).rowcount)

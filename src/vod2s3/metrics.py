@@ -26,6 +26,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from vod2s3.store.outage import OutageLog
+
 log = logging.getLogger("vod2s3.metrics")
 
 UPLOAD_STATES = ("queued", "uploading", "completed", "failed", "cancelled")
@@ -41,6 +43,7 @@ class QueueCollector(Collector):
 
     def __init__(self, count_by_state: Callable[[], dict[str, int]]) -> None:
         self._count_by_state = count_by_state
+        self._outage = OutageLog("metrics queue depth", log, None)
 
     def describe(self) -> Iterable[Metric]:
         # Described without a database query (register() calls this).
@@ -51,8 +54,9 @@ class QueueCollector(Collector):
         up = GaugeMetricFamily("vod2s3_database_up", "1 if the last scrape read the database")
         try:
             counts = self._count_by_state()
-        except Exception:
-            log.warning("metrics: cannot count the uploads by state", exc_info=True)
+            self._outage.succeeded()
+        except Exception as error:
+            self._outage.failed(error)
             up.add_metric([], 0)
             yield up
             return

@@ -32,6 +32,7 @@ from vod2s3.s3 import (
 )
 from vod2s3.storage import open_source, resolve_source
 from vod2s3.store.journal import JournalRead, PartJournal
+from vod2s3.store.outage import OutageLog
 from vod2s3.store.queue import LeaseQueue
 from vod2s3.store.rows import AbandonedMultipart, ClaimedUpload, StoredPart
 from vod2s3.worker.accounts import AccountCache
@@ -43,6 +44,7 @@ from vod2s3.worker.retry import RetryPolicy, decide
 
 log = logging.getLogger("vod2s3.worker")
 T = TypeVar("T")
+_MOST_PATIENT_PAUSE = 1.0  # seconds between a job's tries of an unavailable database
 
 
 @dataclass(frozen=True)
@@ -69,15 +71,19 @@ def patiently(ctx: JobContext, upload_id: int, step: Callable[[], T]) -> T:
     step is guarded by the fencing token, and refused once another worker holds the upload."""
     deadline = time.monotonic() + ctx.settings.lease_seconds
     pause = 0.25
+    outage = OutageLog(f"upload {upload_id}", log, _MOST_PATIENT_PAUSE)
     while True:
         try:
-            return step()
-        except DatabaseUnavailable:
+            done = step()
+        except DatabaseUnavailable as error:
             if time.monotonic() + pause > deadline:
-                raise
-            log.warning("upload %s: database unavailable; retrying in %.2fs", upload_id, pause)
+                raise  # the caller says the upload is left for the next claim
+            outage.failed(error)
             time.sleep(pause)
-            pause = min(2 * pause, 1.0)
+            pause = min(2 * pause, _MOST_PATIENT_PAUSE)
+            continue
+        outage.succeeded()
+        return done
 
 
 class StoreJournal:

@@ -11,8 +11,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import missing_requirement
 
+# Parameters for a test run on both databases (PostgreSQL's marked as such).
+KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 ADMIN_URL = os.environ.get("VOD2S3_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 HOW_TO_ENABLE = (
     "PostgreSQL is not reachable at 127.0.0.1:5432: start the machine's PostgreSQL server "

@@ -16,7 +16,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, update
 
-from tests.databases import database_url
+from tests.databases import KINDS, database_url
 from tests.helpers import FakeClock
 from vod2s3.accounts import AccountStore
 from vod2s3.crypto import SecretBox
@@ -31,7 +31,6 @@ from vod2s3.store.sqltime import ProcessTime, ServerTime, SqlTime
 from vod2s3.store.workers import WorkerLock, WorkerRegistry
 
 LEASE = timedelta(seconds=30)
-KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 @dataclass

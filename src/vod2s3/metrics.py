@@ -30,6 +30,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from vod2s3.store.coverage import VolumeWait
+from vod2s3.store.outage import OutageLog
 
 log = logging.getLogger("vod2s3.metrics")
 
@@ -56,6 +57,7 @@ class DatabaseCollector(Collector):
 
     def __init__(self, read: Callable[[], DatabaseReading]) -> None:
         self._read = read
+        self._outage = OutageLog("metrics database gauges", log, None)
 
     def describe(self) -> Iterable[Metric]:
         # Described without a database query (register() calls this).
@@ -64,8 +66,9 @@ class DatabaseCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         try:
             reading = self._read()
-        except Exception:
-            log.warning("metrics: cannot read the database", exc_info=True)
+            self._outage.succeeded()
+        except Exception as error:
+            self._outage.failed(error)
             up = GaugeMetricFamily("vod2s3_database_up", _DATABASE_UP)
             up.add_metric([], 0)
             yield up

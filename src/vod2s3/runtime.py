@@ -169,6 +169,7 @@ class Runtime:
             accounts=AccountCache(self.accounts, self.box),
             queue=queue,
             journal=self.journal,
+            uploads=self.uploads,
             clients=clients,
             integrity=IntegrityChooser(clients, settings.integrity),
             regions=BucketRegions(),

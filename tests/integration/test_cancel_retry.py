@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -11,8 +12,16 @@ from typing import Any
 
 import pytest
 
+from tests.databases import KINDS, database_url
 from tests.faultproxy import FaultProxy, Rule
-from tests.service import RunningService, make_settings, running_service
+from tests.service import (
+    RunningService,
+    make_settings,
+    running_service,
+    wait_until,
+    worker_env,
+    worker_process,
+)
 from vod2s3.client import ClientError
 
 
@@ -159,3 +168,35 @@ def test_cancel_a_running_multipart_upload_aborts_it(
     record = api.get(upload_id)
     assert record["state"] == "cancelled"
     assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_worker_stopped_by_a_cancel_logs_a_cancel(
+    kind: str, tmp_path: Path, s3_endpoint: str, bucket: str
+) -> None:
+    """A `vod2s3 worker` whose upload the customer cancels says so, not that its lease was
+    lost to another worker."""
+    log = tmp_path / "worker.log"
+    with (
+        database_url(kind, tmp_path) as url,
+        FaultProxy(s3_endpoint) as proxy,
+        running_service(make_settings(tmp_path, database_url=url), proxy.url) as service,
+    ):
+        proxy.add_rule(Rule(operation="UploadPart", action="delay", delay=0.3, times=-1))
+        api = service.client(service.add_account(158, "jb"))
+        data = os.urandom(30 * 1024 * 1024)  # 6 parts, one at a time, 0.3 s each
+        path = service.write_source("sestore1/jb/big.mp4", data)
+        upload_id = api.upload(path, bucket, "private")["id"]
+        with worker_process(worker_env(service), log) as worker:
+            wait_until(worker, log, lambda: api.get(upload_id)["bytes_uploaded"] > 0)
+            assert api.cancel(upload_id)["state"] == "cancelled"
+            stopped = f"INFO vod2s3.worker: upload {upload_id} (cdn 158): cancelled; stopping"
+            wait_until(worker, log, lambda: stopped in log.read_text())
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=30) == 0, log.read_text()[-3000:]
+
+    text = log.read_text()
+    assert text.count(stopped) == 1, text
+    assert "lease ended" not in text
+    assert "Traceback" not in text
+    assert proxy.count("CompleteMultipartUpload") == 0

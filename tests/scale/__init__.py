@@ -267,6 +267,7 @@ _ENDED = {
     "failed": re.compile(r"upload (\d+) \(cdn \d+\): failed: "),
     "released": re.compile(r"upload (\d+): released for another worker"),
     "lease lost": re.compile(r"upload (\d+): this worker's lease ended"),
+    "cancelled": re.compile(r"upload (\d+) \(cdn \d+\): cancelled; stopping$"),
     "error": re.compile(r"upload (\d+): unexpected error"),
     "abandoned": re.compile(r"upload (\d+): database unavailable; left for the next claim"),
     "requeued": re.compile(r"upload (\d+): \S+, retry in [\d.]+s$"),
@@ -298,7 +299,7 @@ def log_events(text: str) -> Iterator[tuple[float, str]]:
             yield _when(found.group(1)), found.group(2)
 
 
-_GAVE_UP = ("lease lost", "abandoned")
+_GAVE_UP = ("lease lost", "cancelled", "abandoned")
 
 
 def claims(

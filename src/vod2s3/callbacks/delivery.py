@@ -23,6 +23,7 @@ from vod2s3.crypto import SecretBox
 from vod2s3.errors import NotFound
 from vod2s3.metrics import Metrics
 from vod2s3.records import record_view
+from vod2s3.store.outage import OutageLog
 from vod2s3.store.outbox import CallbackOutbox, Delivery
 from vod2s3.store.records import RecordStore
 from vod2s3.store.rows import UploadRecord
@@ -132,12 +133,14 @@ class Deliverer:
         )
 
     def run(self, stopping: threading.Event) -> None:
+        outage = OutageLog("callback deliverer", log, self.poll_interval)
         while not stopping.is_set():
             try:
                 busy = self.deliver_one()
-            except Exception:
+                outage.succeeded()
+            except Exception as error:
                 # A database hiccup: the lease lapses and the delivery is tried again.
-                log.warning("callback delivery failed", exc_info=True)
+                outage.failed(error)
                 busy = False
             if not busy:
                 stopping.wait(self.poll_interval)

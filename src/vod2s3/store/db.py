@@ -85,16 +85,12 @@ def transaction(engine: Engine) -> Iterator[Connection]:
     try:
         with _PROCESS_WRITE_LOCKS.get(engine) or nullcontext(), engine.begin() as conn:
             yield conn
-    except exc.OperationalError as error:
-        if _is_unavailable(error):
+    except exc.DBAPIError as error:
+        if is_unavailable(error):
             raise DatabaseUnavailable(
                 "The database is unavailable right now; try again in a few seconds"
             ) from error
         raise
-    except exc.InterfaceError as error:
-        raise DatabaseUnavailable(
-            "The database is unavailable right now; try again in a few seconds"
-        ) from error
 
 
 _UNAVAILABLE_SIGNS = (
@@ -109,8 +105,13 @@ _UNAVAILABLE_SIGNS = (
 )
 
 
-def _is_unavailable(error: exc.OperationalError) -> bool:
-    if error.connection_invalidated:
+def is_unavailable(error: exc.DBAPIError) -> bool:
+    """Is the driver's error the database being out of reach (restarting, refusing
+    connections, a broken connection, SQLite's file locked), rather than a statement's
+    fault?"""
+    if error.connection_invalidated or isinstance(error, exc.InterfaceError):
         return True
+    if not isinstance(error, exc.OperationalError):
+        return False
     text = str(error.orig).lower()
     return any(sign in text for sign in _UNAVAILABLE_SIGNS)

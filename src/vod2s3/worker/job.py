@@ -32,7 +32,9 @@ from vod2s3.s3 import (
 )
 from vod2s3.storage import open_source, resolve_source
 from vod2s3.store.journal import JournalRead, PartJournal
+from vod2s3.store.outage import OutageLog
 from vod2s3.store.queue import LeaseQueue
+from vod2s3.store.records import RecordStore
 from vod2s3.store.rows import AbandonedMultipart, ClaimedUpload, StoredPart
 from vod2s3.worker.accounts import AccountCache
 from vod2s3.worker.clients import ClientCache
@@ -43,6 +45,7 @@ from vod2s3.worker.retry import RetryPolicy, decide
 
 log = logging.getLogger("vod2s3.worker")
 T = TypeVar("T")
+_MOST_PATIENT_PAUSE = 1.0  # seconds between a job's tries of an unavailable database
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class JobContext:
     accounts: AccountCache
     queue: LeaseQueue
     journal: PartJournal
+    uploads: RecordStore
     clients: ClientCache
     integrity: IntegrityChooser
     regions: BucketRegions
@@ -69,15 +73,19 @@ def patiently(ctx: JobContext, upload_id: int, step: Callable[[], T]) -> T:
     step is guarded by the fencing token, and refused once another worker holds the upload."""
     deadline = time.monotonic() + ctx.settings.lease_seconds
     pause = 0.25
+    outage = OutageLog(f"upload {upload_id}", log, _MOST_PATIENT_PAUSE)
     while True:
         try:
-            return step()
-        except DatabaseUnavailable:
+            done = step()
+        except DatabaseUnavailable as error:
             if time.monotonic() + pause > deadline:
-                raise
-            log.warning("upload %s: database unavailable; retrying in %.2fs", upload_id, pause)
+                raise  # the caller says the upload is left for the next claim
+            outage.failed(error)
             time.sleep(pause)
-            pause = min(2 * pause, 1.0)
+            pause = min(2 * pause, _MOST_PATIENT_PAUSE)
+            continue
+        outage.succeeded()
+        return done
 
 
 class StoreJournal:
@@ -277,7 +285,7 @@ def _send(
         )
     except AttemptFailure as failure:
         if not held.usable():
-            _left_to_new_owner(claimed, "during the upload")
+            _left_to_new_owner(ctx, claimed, "during the upload")
             return
         _record_failure(ctx, claimed, held, account, failure)
         return
@@ -299,7 +307,7 @@ def _send(
         ),
     )
     if finished is None:
-        _left_to_new_owner(claimed, "before its completion was recorded")
+        _left_to_new_owner(ctx, claimed, "before its completion was recorded")
         return
     ctx.metrics.upload_finished("completed", finished.seconds)
     log.info(
@@ -310,10 +318,24 @@ def _send(
     )
 
 
-def _left_to_new_owner(claimed: ClaimedUpload, when: str) -> None:
+def _left_to_new_owner(ctx: JobContext, claimed: ClaimedUpload, when: str) -> None:
+    """The lease is gone: say why, as the operator reads it. A customer's (or operator's)
+    cancel ends the lease as a takeover does; one read of the row tells them apart."""
+    try:
+        now = ctx.uploads.get_any(claimed.id)
+    except DatabaseUnavailable:
+        now = None  # away again: the lease ended, for a reason nobody can read now
+    if now is not None and now.state == "cancelled":
+        log.info(
+            "upload %s (cdn %s): cancelled; stopping",
+            claimed.id,
+            claimed.cdn_id,
+            extra=upload_fields(claimed, "stopped", "cancelled", "uploading"),
+        )
+        return
     log.warning(
-        "upload %s: this worker's lease ended %s (cancelled, or taken over); stopping "
-        "without writing",
+        "upload %s: this worker's lease ended %s (it expired, or another worker took the "
+        "upload over); stopping without writing",
         claimed.id,
         when,
         extra=upload_fields(claimed, "lease_lost", None, "uploading"),
@@ -353,7 +375,7 @@ def _record_failure(
                 lease, decision.delay, failure.s3_status, failure.code, message
             ),
         ):
-            _left_to_new_owner(claimed, "before its retry was queued")
+            _left_to_new_owner(ctx, claimed, "before its retry was queued")
             return
         log.info(
             "upload %s: %s, retry in %.1fs",
@@ -366,7 +388,7 @@ def _record_failure(
         )
         return
     if not _abort_stored_multipart(ctx, claimed, held, account):
-        _left_to_new_owner(claimed, "before its multipart upload was aborted")
+        _left_to_new_owner(ctx, claimed, "before its multipart upload was aborted")
         return
     finished = patiently(
         ctx,
@@ -374,7 +396,7 @@ def _record_failure(
         lambda: ctx.queue.fail(lease, failure.s3_status, failure.code, failure.message),
     )
     if finished is None:
-        _left_to_new_owner(claimed, "before its failure was recorded")
+        _left_to_new_owner(ctx, claimed, "before its failure was recorded")
         return
     ctx.metrics.upload_finished("failed", finished.seconds)
     log.info(
@@ -391,7 +413,7 @@ def _wait_while_disabled(ctx: JobContext, claimed: ClaimedUpload, held: HeldLeas
     it resumes where it stopped once the account is enabled again."""
     lease = held.lease
     if not patiently(ctx, claimed.id, lambda: ctx.queue.release(lease, WAITING_WHILE_DISABLED)):
-        _left_to_new_owner(claimed, "before it was put back to wait")
+        _left_to_new_owner(ctx, claimed, "before it was put back to wait")
         return
     log.info(
         "upload %s (cdn %s): the account is disabled; back to the queue until it is enabled",

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from vod2s3.errors import DatabaseUnavailable
+from vod2s3.store.outage import OutageLog
 from vod2s3.store.queue import LeaseQueue, margin_of
 from vod2s3.store.rows import Lease
 from vod2s3.store.workers import WorkerLock, WorkerRegistry
@@ -71,7 +71,7 @@ class LeaseKeeper:
         self._lock = lock
         self._held: dict[int, HeldLease] = {}
         self._guard = threading.Lock()
-        self._failing = False
+        self._outage = OutageLog("worker heartbeat", log, TICK_SECONDS)
 
     @property
     def interval(self) -> float:
@@ -112,13 +112,7 @@ class LeaseKeeper:
             try:
                 self.renew_now()
                 due = time.monotonic() + self.interval
-                if self._failing:
-                    log.info("heartbeats reach the database again")
-                self._failing = False
-            except DatabaseUnavailable:
-                # The leases have slack: try again next tick. Said once per outage.
-                if not self._failing:
-                    log.warning("heartbeat failed: the database is unavailable; retrying")
-                self._failing = True
-            except Exception:
-                log.exception("heartbeat failed")
+                self._outage.succeeded()
+            except Exception as error:
+                # The leases have slack: try again next tick.
+                self._outage.failed(error)

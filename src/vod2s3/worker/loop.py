@@ -11,6 +11,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from vod2s3.errors import DatabaseUnavailable
+from vod2s3.store.outage import OutageLog
 from vod2s3.store.rows import ClaimedUpload
 from vod2s3.store.workers import WorkerLock, WorkerRegistry
 from vod2s3.worker.job import JobContext, abort_cancelled, run_job
@@ -47,6 +48,10 @@ class Worker:
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="upload")
         self._next_reap = 0.0
         self._retention = retention  # None: VOD2S3_RETENTION_DAYS=0, records kept forever
+        interval = ctx.settings.poll_interval
+        # The claim loop also looks for dead workers: one outage, one pair of lines.
+        self._claims_outage = OutageLog("worker claim loop", log, interval)
+        self._sweep_outage = OutageLog("cancel sweep", log, max(interval, SWEEP_INTERVAL))
 
     @property
     def stopping(self) -> threading.Event:
@@ -140,10 +145,9 @@ class Worker:
             try:
                 self._reap_when_due()
                 claim = self.claim_one()
-            except DatabaseUnavailable:
-                log.warning("database unavailable; worker pausing")
-            except Exception:
-                log.exception("claim failed")
+                self._claims_outage.succeeded()
+            except Exception as error:
+                self._claims_outage.failed(error)
             if claim is None:
                 self._slots.release()
                 next_sweep = self._sweep_when_due(next_sweep)
@@ -175,8 +179,9 @@ class Worker:
             return due
         try:
             self.sweep()
-        except Exception:
-            log.warning("sweep of cancelled uploads failed", exc_info=True)
+            self._sweep_outage.succeeded()
+        except Exception as error:
+            self._sweep_outage.failed(error)
         return now + SWEEP_INTERVAL
 
     def _run_and_free(self, claimed: ClaimedUpload, claimed_at: float) -> None:

@@ -11,8 +11,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from vod2s3.errors import DatabaseUnavailable
 from vod2s3.store.coverage import Coverage
+from vod2s3.store.outage import OutageLog
 
 log = logging.getLogger("vod2s3.coverage")
 
@@ -25,12 +25,8 @@ class CoverageWatch:
         self._uncovered: set[str] = set()
 
     def check(self) -> tuple[str, ...]:
-        """Read the coverage and log what changed; returns the uncovered volumes. While the
-        database is unavailable nothing changes (the outage is logged where it is met)."""
-        try:
-            coverage = self._read()
-        except DatabaseUnavailable:
-            return tuple(sorted(self._uncovered))
+        """Read the coverage and log what changed; returns the uncovered volumes."""
+        coverage = self._read()
         waits = {wait.volume: wait for wait in coverage.volumes}
         uncovered = set(coverage.uncovered)
         for volume in sorted(uncovered - self._uncovered):
@@ -56,8 +52,10 @@ class CoverageWatch:
 
     def run(self, stopping: threading.Event, interval: float = CHECK_INTERVAL) -> None:
         """Check every ``interval`` seconds until ``stopping`` is set."""
+        outage = OutageLog("volume coverage check", log, interval)
         while not stopping.wait(interval):
             try:
                 self.check()
-            except Exception:
-                log.warning("the check of volume coverage failed", exc_info=True)
+                outage.succeeded()
+            except Exception as error:
+                outage.failed(error)

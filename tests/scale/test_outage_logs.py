@@ -31,7 +31,7 @@ LOOPS = (
     "worker heartbeat",
     "cancel sweep",
     "callback deliverer",
-    "metrics queue depth",
+    "metrics database gauges",
 )
 
 

@@ -8,6 +8,7 @@ import logging
 import threading
 from datetime import timedelta
 
+from vod2s3.store.outage import OutageLog
 from vod2s3.store.retention import FinishedUploads
 
 log = logging.getLogger("vod2s3.worker")
@@ -34,11 +35,13 @@ class RetentionSweep:
     def run(self, stopping: threading.Event) -> None:
         """Sweep now and every RETENTION_INTERVAL until ``stopping``. A failure (the
         database away) is logged and tried again at the next sweep."""
+        outage = OutageLog("retention sweep", log, RETENTION_INTERVAL)
         while not stopping.is_set():
             try:
                 self.sweep(stopping)
-            except Exception:
-                log.warning("retention sweep failed; trying again in an hour", exc_info=True)
+                outage.succeeded()
+            except Exception as error:
+                outage.failed(error)
             stopping.wait(RETENTION_INTERVAL)
 
     def start(self, stopping: threading.Event) -> threading.Thread:

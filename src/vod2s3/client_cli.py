@@ -1,4 +1,6 @@
-"""`vod2s3 client …`: the customer's side of the API from the command line."""
+"""`vod2s3 client …`, also installed as `vod2s3-client`: the customer's side of the API from
+the command line. Like everything it imports, it stays free of the server's modules and
+their dependencies, so the light `vod2s3-client` distribution (client/) can ship it."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 
 import click
 
+from vod2s3 import __version__
 from vod2s3.client import ClientError, Vod2s3Client
 
 FINAL_STATES = ("completed", "failed", "cancelled")
@@ -29,6 +32,7 @@ def _connection_options(func: Any) -> Any:
 
 
 @click.group()
+@click.version_option(__version__)
 def client() -> None:
     """The customer's side: queue uploads and read their status."""
 

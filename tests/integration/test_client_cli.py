@@ -1,0 +1,61 @@
+"""The customer's command line as customers run it: `vod2s3 client …` and `vod2s3-client …`,
+real subprocesses against a running API, in the terminals they have (80 columns, 16
+colours)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.service import RunningService
+from tests.unit.test_packaging import SERVER_ONLY
+from vod2s3.accounts import IssuedCredentials
+
+BIN = Path(sys.executable).parent
+VOD2S3 = str(BIN / "vod2s3")
+LONG_FOLDER = "2024/holidays/summer-in-the-mountains-with-the-whole-family"
+LONG_NAME = "family-trip-day-three-final-edit-v2.mp4"
+
+
+def client_env(service: RunningService, issued: IssuedCredentials, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOD2S3_", "COLUMNS"))}
+    env.update(
+        VOD2S3_URL=service.url,
+        VOD2S3_CDN=str(issued.cdn),
+        VOD2S3_API_KEY=issued.api_key,
+        VOD2S3_SECRET=issued.secret,
+        **extra,
+    )
+    return env
+
+
+def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.mark.parametrize("script", ["vod2s3", "vod2s3-client"])
+def test_client_status_imports_nothing_of_the_server(
+    service: RunningService, bucket: str, script: str
+) -> None:
+    issued = service.add_account(158, "jb")
+    service.client(issued).upload(
+        service.write_source("sestore1/jb/a.mp4", b"v"), bucket, "private"
+    )
+    status = ["client", "status"] if script == "vod2s3" else ["status"]
+    # The console script run by the same interpreter, with every import it makes listed.
+    done = run(
+        [sys.executable, "-X", "importtime", str(BIN / script), *status],
+        client_env(service, issued),
+    )
+    assert "queued" in done.stdout
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "vod2s3.client" in imported  # the listing is there and names what ran
+    server = {name for name in imported if name.split(".")[0] in SERVER_ONLY}
+    assert not server, sorted(server)
+    assert "vod2s3.cli" not in imported

@@ -13,6 +13,7 @@ import click
 
 from vod2s3 import __version__
 from vod2s3.client import ClientError, Vod2s3Client
+from vod2s3.client_table import StatusRow, status_lines, terminal_width
 
 FINAL_STATES = ("completed", "failed", "cancelled")
 
@@ -192,21 +193,11 @@ def status(
     if as_json:
         click.echo(json.dumps(records[0] if upload_id is not None else records))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("id", "path", "destination", "state", "progress", "message", "last updated")
-    for record in records:
-        table.add_row(
-            str(record["id"]),
-            record["path"],
-            f"s3://{record['bucket']}/{record['destination_path']}",
-            record["state"],
-            f"{record['progress']}%",
-            record["message"],
-            record["last_updated"],
-        )
-    Console().print(table)
+    if not records:
+        click.echo("no uploads")
+        return
+    rows = [StatusRow.from_record(record) for record in records]
+    click.echo("\n".join(status_lines(rows, terminal_width())))
 
 
 @client.command("cancel")

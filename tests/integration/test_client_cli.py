@@ -59,3 +59,39 @@ def test_client_status_imports_nothing_of_the_server(
     server = {name for name in imported if name.split(".")[0] in SERVER_ONLY}
     assert not server, sorted(server)
     assert "vod2s3.cli" not in imported
+
+
+def test_client_status_fits_80_columns(service: RunningService, bucket: str) -> None:
+    issued = service.add_account(158, "jb")
+    api = service.client(issued)
+    long_path = service.write_source(f"sestore1/jb/{LONG_FOLDER}/{LONG_NAME}", b"video")
+    short = api.upload(service.write_source("sestore1/jb/a.mp4", b"v"), bucket, "private")["id"]
+    service.drain()
+    # A bucket that does not exist: the upload fails with a long message that says why.
+    failed = api.upload(long_path, "no-such-bucket-for-this-test", "private")["id"]
+    service.drain()
+    queued = api.upload(long_path, bucket, "public-read")["id"]
+    assert api.get(failed)["state"] == "failed"
+
+    done = run([VOD2S3, "client", "status"], client_env(service, issued, COLUMNS="80"))
+
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, done.stdout
+    # Each upload's first line: its whole id and state, then its path, whose middle alone
+    # is gone when it is too long.
+    firsts = [line.split() for line in lines[1:] if not line.startswith(" " * 8)]
+    starts = {words[0]: words for words in firsts}
+    assert starts[str(short)][1:3] == ["completed", "100%"]
+    assert starts[str(failed)][1] == "failed"
+    assert starts[str(queued)][1] == "queued"
+    elided = starts[str(queued)][-1]
+    assert elided.startswith("sestore1/jb/")
+    assert elided.endswith(LONG_NAME[-10:])
+    assert "..." in elided
+    # The failure's message is there in full, wrapped, not cut.
+    message = api.get(failed)["message"]
+    assert len(message) > 40
+    assert " ".join(done.stdout.split()).count(" ".join(message.split())) == 1
+
+    wide = run([VOD2S3, "client", "status"], client_env(service, issued, COLUMNS="200"))
+    assert f"sestore1/jb/{LONG_FOLDER}/{LONG_NAME}" in wide.stdout

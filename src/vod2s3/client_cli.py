@@ -132,21 +132,10 @@ def upload(
 
 
 def _follow(api: Vod2s3Client, record: dict[str, Any]) -> dict[str, Any]:
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TransferSpeedColumn,
-    )
+    # Imported only here: rich costs start-up time every other command does not need.
+    from vod2s3.client_bar import upload_progress
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-    )
-    with Progress(*columns, transient=False) as bar:
+    with upload_progress() as bar:
         task = bar.add_task(
             f"upload {record['id']} {record['state']}", total=record["bytes_total"] or None
         )

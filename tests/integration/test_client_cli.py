@@ -5,13 +5,14 @@ colours)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.service import RunningService
+from tests.service import RunningService, wait_until
 from tests.unit.test_packaging import SERVER_ONLY
 from vod2s3.accounts import IssuedCredentials
 
@@ -95,3 +96,75 @@ def test_client_status_fits_80_columns(service: RunningService, bucket: str) -> 
 
     wide = run([VOD2S3, "client", "status"], client_env(service, issued, COLUMNS="200"))
     assert f"sestore1/jb/{LONG_FOLDER}/{LONG_NAME}" in wide.stdout
+
+
+# A terminal that takes escape codes but is not animated (rich then draws the bar once, at
+# the end) and announces no more than 16 colours: TERM without "-256color", no COLORTERM.
+SIXTEEN_COLOURS = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "0", "TERM": "xterm"}
+SGR = re.compile(r"\x1b\[([0-9;]*)m")
+
+
+def final_bar(output: str, upload_id: int) -> set[tuple[str, str]]:
+    """The cells of the bar in the last line drawn for the upload, each (character, the SGR
+    codes it is drawn with)."""
+    line = [text for text in output.splitlines() if f"upload {upload_id} " in text][-1]
+    cells: list[tuple[str, str]] = []
+    codes = ""
+    for index, piece in enumerate(SGR.split(line)):
+        if index % 2:
+            codes = piece if piece not in ("", "0") else ""
+        else:
+            cells.extend((char, codes) for char in piece)
+    plain = "".join(char for char, _ in cells)
+    # "upload ID STATE BAR BYTES SPEED": the bar is the fourth word.
+    bar = plain.split()[3]
+    start = plain.index(bar, plain.index(f"upload {upload_id} ") + len(f"upload {upload_id} "))
+    return set(cells[start : start + len(bar)])
+
+
+def follow(
+    service: RunningService, issued: IssuedCredentials, path: str, bucket: str, log: Path
+) -> subprocess.Popen[bytes]:
+    """`vod2s3 client upload PATH --wait` in the 16-colour terminal, its output in ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [VOD2S3, "client", "upload", path, "--bucket", bucket, "--acl", "private", "--wait"],
+            env=client_env(service, issued, **SIXTEEN_COLOURS),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_a_finished_bar_is_not_drawn_like_the_empty_track(
+    service: RunningService, bucket: str, tmp_path: Path
+) -> None:
+    issued = service.add_account(158, "jb")
+    api = service.client(issued)
+    source = service.write_source("sestore1/jb/a.mp4", b"video bytes" * 1000)
+
+    # Cancelled while queued: its last bar is the empty track.
+    empty_log = tmp_path / "empty.log"
+    following = follow(service, issued, source, bucket, empty_log)
+    wait_until(following, empty_log, lambda: len(api.status()) == 1)
+    cancelled = api.status()[0]["id"]
+    api.cancel(cancelled)
+    assert following.wait(timeout=30) == 2  # --wait: an upload that did not complete
+    empty = final_bar(empty_log.read_text(), cancelled)
+
+    # Run to completion by a worker while the client follows it: its last bar is full.
+    full_log = tmp_path / "full.log"
+    following = follow(service, issued, source, bucket, full_log)
+    wait_until(following, full_log, lambda: len(api.status()) == 2)
+    completed = api.status()[0]["id"]
+    assert service.drain() == 1
+    assert following.wait(timeout=30) == 0, full_log.read_text()
+    full = final_bar(full_log.read_text(), completed)
+
+    assert empty
+    assert full
+    # Not one cell of the finished bar looks like a cell of the track, in shape or colour.
+    assert {char for char, _ in full}.isdisjoint(char for char, _ in empty)
+    assert {codes for _, codes in full}.isdisjoint(codes for _, codes in empty)
+    # Only the 16 colours were used: no 256-colour or RGB codes.
+    for _, codes in full | empty:
+        assert all(30 <= int(code) <= 37 or 90 <= int(code) <= 97 for code in codes.split(";"))

@@ -1,5 +1,6 @@
-"""The command line: operator commands, the servers, and the customer's client.
-The only module that reads the environment."""
+"""The server's command line: operator commands and the servers. The `vod2s3` command
+(vod2s3.main) adds the customer's client and imports this module only when one of these
+commands runs. The only module that reads the environment."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ import sqlalchemy.exc
 
 from vod2s3 import __version__
 from vod2s3.accounts import AccountStore
-from vod2s3.client_cli import client
 from vod2s3.clock import format_timestamp
 from vod2s3.config import Settings, masked_url
 from vod2s3.errors import ConfigurationError, Vod2s3Error
@@ -706,8 +706,6 @@ def _serve_metrics(runtime: Runtime, host: str, port: int | None) -> Any:
     log.info("metrics on http://%s:%s/metrics (health: /healthz, /readyz)", host, port)
     return server
 
-
-main.add_command(client)
 
 # Imported last: the group uses this module's helpers (friendly_errors, _runtime).
 from vod2s3.cli_uploads import uploads  # noqa: E402

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from vod2s3.api.signature import sign_request
 from vod2s3.jsonenc import php_json_encode
+from vod2s3.signing import sign_request
 
 
 class ClientError(Exception):

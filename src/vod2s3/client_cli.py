@@ -1,4 +1,6 @@
-"""`vod2s3 client …`: the customer's side of the API from the command line."""
+"""`vod2s3 client …`, also installed as `vod2s3-client`: the customer's side of the API from
+the command line. Like everything it imports, it stays free of the server's modules and
+their dependencies, so the light `vod2s3-client` distribution (client/) can ship it."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ from typing import Any
 
 import click
 
+from vod2s3 import __version__
 from vod2s3.client import ClientError, Vod2s3Client
+from vod2s3.client_table import StatusRow, status_lines, terminal_width
 
 FINAL_STATES = ("completed", "failed", "cancelled")
 
@@ -29,6 +33,7 @@ def _connection_options(func: Any) -> Any:
 
 
 @click.group()
+@click.version_option(__version__)
 def client() -> None:
     """The customer's side: queue uploads and read their status."""
 
@@ -127,21 +132,10 @@ def upload(
 
 
 def _follow(api: Vod2s3Client, record: dict[str, Any]) -> dict[str, Any]:
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TransferSpeedColumn,
-    )
+    # Imported only here: rich costs start-up time every other command does not need.
+    from vod2s3.client_bar import upload_progress
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-    )
-    with Progress(*columns, transient=False) as bar:
+    with upload_progress() as bar:
         task = bar.add_task(
             f"upload {record['id']} {record['state']}", total=record["bytes_total"] or None
         )
@@ -188,21 +182,11 @@ def status(
     if as_json:
         click.echo(json.dumps(records[0] if upload_id is not None else records))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("id", "path", "destination", "state", "progress", "message", "last updated")
-    for record in records:
-        table.add_row(
-            str(record["id"]),
-            record["path"],
-            f"s3://{record['bucket']}/{record['destination_path']}",
-            record["state"],
-            f"{record['progress']}%",
-            record["message"],
-            record["last_updated"],
-        )
-    Console().print(table)
+    if not records:
+        click.echo("no uploads")
+        return
+    rows = [StatusRow.from_record(record) for record in records]
+    click.echo("\n".join(status_lines(rows, terminal_width())))
 
 
 @client.command("cancel")

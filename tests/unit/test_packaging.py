@@ -20,3 +20,20 @@ def test_service_imports_without_dev_dependencies() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+# The server's dependencies: the customer's client must start, and run, without any of them.
+SERVER_ONLY = ("sqlalchemy", "alembic", "boto3", "botocore", "psycopg", "starlette", "uvicorn")
+CLIENT_MODULES = ("vod2s3.client", "vod2s3.client_cli", "vod2s3.main")
+
+
+def test_the_customer_client_imports_nothing_of_the_server() -> None:
+    blocked = "; ".join(f"sys.modules[{name!r}] = None" for name in SERVER_ONLY)
+    imports = "; ".join(f"import {module}" for module in CLIENT_MODULES)
+    result = subprocess.run(
+        [sys.executable, "-c", f"import sys; {blocked}; {imports}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

@@ -19,10 +19,10 @@ from vod2s3.api.signature import (
     compute_signature,
     cut_signature,
     numbers_in,
-    sign_request,
     verify_signature,
 )
 from vod2s3.jsonenc import php_json_encode, plain_json_encode
+from vod2s3.signing import sign_request
 
 # The secret of the seed's aws.status example.
 SEED_SECRET = "8fc8c48da81e6a2a06a9556379bf798af508dc0792497c678b4c3532ba8b637f"

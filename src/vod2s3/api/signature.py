@@ -8,14 +8,13 @@ re-encoding the parsed object the ways common client libraries would (SPEC §2).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from vod2s3.jsonenc import php_json_encode, plain_json_encode
+from vod2s3.signing import SIGNATURE_FIELD, compute_signature
 
 __all__ = [
     "REENCODE_LIMIT",
@@ -24,11 +23,8 @@ __all__ = [
     "compute_signature",
     "cut_signature",
     "numbers_in",
-    "sign_request",
     "verify_signature",
 ]
-
-SIGNATURE_FIELD = "signature"
 
 # Longer texts are checked only as cut (byte-exact), not re-encoded: every field of a real
 # request together (2 KB of metadata written as PHP's \uXXXX escapes, a 2,048-character
@@ -50,12 +46,6 @@ _SCALAR = re.compile(r"[^ \t\n\r,:{}\[\]\"]+")
 
 class _Malformed(Exception):
     """The text is not a JSON object this scanner can take apart."""
-
-
-def compute_signature(secret: str, text: str) -> str:
-    """base64 of HMAC-SHA256 keyed with the secret's bytes over the text's UTF-8 bytes."""
-    digest = hmac.new(secret.encode("utf-8"), text.encode("utf-8"), hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
 
 
 def _skip_ws(raw: str, pos: int) -> int:
@@ -253,14 +243,3 @@ def verify_signature(
         if matched:
             return True
     return False
-
-
-def sign_request(secret: str, request: Mapping[str, object]) -> dict[str, object]:
-    """Sign like the seed's PHP example: HMAC over ``json_encode($request)``, then append
-    ``signature`` as the last member."""
-    if SIGNATURE_FIELD in request:
-        # PHP would sign the old signature too and overwrite it in place: never verifiable.
-        raise ValueError("request already has a signature")
-    signed = dict(request)
-    signed[SIGNATURE_FIELD] = compute_signature(secret, php_json_encode(request))
-    return signed

@@ -38,6 +38,33 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
     return value
 
 
+def _secret(env: Mapping[str, str], name: str) -> str:
+    """``name``'s value, or the content of the file ``name``_FILE names: a container's
+    secrets arrive as files (compose's and Kubernetes' ``secrets``), which keeps them out of
+    the environment that ``ps e`` and ``inspect`` show. Setting both is refused, as the
+    operator cannot have meant both."""
+    file_name = f"{name}_FILE"
+    given = env.get(name, "").strip()
+    path = env.get(file_name, "").strip()
+    if not path:
+        return given
+    if given:
+        raise ConfigurationError(f"Set {name} or {file_name}, not both: unset one of them")
+    try:
+        # Its permissions are the operator's, as for any mounted secret: the container
+        # runtime decides who may read it, not this process.
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ConfigurationError(
+            f"{file_name}: cannot read {path} ({reason}): give the path of a readable file "
+            f"holding {name}'s value, or set {name} instead"
+        ) from None
+    if not value:
+        raise ConfigurationError(f"{file_name}: {path} is empty: write {name}'s value in it")
+    return value
+
+
 PAYLOAD_SIGNING_MODES = ("auto", "on", "off")
 LOG_FORMATS = ("text", "json")
 # How failures of the ScaleEngine endpoints are answered: "native" statuses (400, 401, ...)
@@ -75,7 +102,7 @@ MIN_OPERATOR_TOKEN = 16
 
 
 def _operator_token(env: Mapping[str, str], name: str = "VOD2S3_OPERATOR_TOKEN") -> str:
-    token = env.get(name, "").strip()
+    token = _secret(env, name)
     if token and len(token) < MIN_OPERATOR_TOKEN:
         # The dashboard accepts it in a query parameter: it must not be guessable.
         raise ConfigurationError(
@@ -177,9 +204,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         default = cls()
         return cls(
-            database_url=env.get("VOD2S3_DATABASE_URL", "").strip() or default.database_url,
+            database_url=_secret(env, "VOD2S3_DATABASE_URL") or default.database_url,
             storage_root=Path(env.get("VOD2S3_STORAGE_ROOT", "").strip() or default.storage_root),
-            master_key=env.get("VOD2S3_MASTER_KEY", "").strip(),
+            master_key=_secret(env, "VOD2S3_MASTER_KEY"),
             callback_allow=_networks(env.get("VOD2S3_CALLBACK_ALLOW", "")),
             timestamp_window=_int(env, "VOD2S3_TIMESTAMP_WINDOW", default.timestamp_window, 1),
             max_body_bytes=_int(env, "VOD2S3_MAX_BODY_BYTES", default.max_body_bytes, 1024),

@@ -71,8 +71,9 @@ def load_master_key(configured: str, key_file: Path | None) -> str:
         return configured
     if key_file is None:
         raise ConfigurationError(
-            "Set VOD2S3_MASTER_KEY: with a database other than a SQLite file there is no "
-            "place to keep a generated key, and every process must share the same one"
+            "Set VOD2S3_MASTER_KEY (or VOD2S3_MASTER_KEY_FILE): with a database other than a "
+            "SQLite file there is no place to keep a generated key, and every process must "
+            "share the same one"
         )
     if key_file.exists():
         return _read_private(key_file)

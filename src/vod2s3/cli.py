@@ -715,3 +715,8 @@ main.add_command(uploads)
 from vod2s3.cli_keys import keys  # noqa: E402
 
 main.add_command(keys)
+
+from vod2s3.cli_backup import backup, restore  # noqa: E402
+
+main.add_command(backup)
+main.add_command(restore)

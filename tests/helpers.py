@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -25,15 +26,19 @@ def free_port() -> int:
 
 
 def wait_for_http(
-    url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+    url: str,
+    timeout: float = 30.0,
+    proc: subprocess.Popen[bytes] | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> None:
+    """Until ``url`` answers anything; ``verify``: a CA bundle for a test's own TLS."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process for {url} exited with {proc.returncode}")
         try:
-            httpx.get(url, timeout=2.0)
+            httpx.get(url, timeout=2.0, verify=verify)
             return
         except httpx.HTTPError as exc:
             last = exc

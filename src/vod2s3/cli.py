@@ -711,3 +711,12 @@ def _serve_metrics(runtime: Runtime, host: str, port: int | None) -> Any:
 from vod2s3.cli_uploads import uploads  # noqa: E402
 
 main.add_command(uploads)
+
+from vod2s3.cli_keys import keys  # noqa: E402
+
+main.add_command(keys)
+
+from vod2s3.cli_backup import backup, restore  # noqa: E402
+
+main.add_command(backup)
+main.add_command(restore)

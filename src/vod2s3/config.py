@@ -139,11 +139,28 @@ def _retention_days(env: Mapping[str, str], name: str = "VOD2S3_RETENTION_DAYS")
     return days
 
 
+def _master_key_file(env: Mapping[str, str]) -> Path | None:
+    raw = env.get("VOD2S3_MASTER_KEY_FILE", "").strip()
+    if not raw:
+        return None
+    if env.get("VOD2S3_MASTER_KEY", "").strip():
+        raise ConfigurationError(
+            "Set VOD2S3_MASTER_KEY or VOD2S3_MASTER_KEY_FILE, not both: which keys would "
+            "decrypt the stored secrets is then ambiguous"
+        )
+    if not Path(raw).is_absolute():
+        raise ConfigurationError(f"VOD2S3_MASTER_KEY_FILE must be an absolute path, got {raw!r}")
+    return Path(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///vod2s3.db"
     storage_root: Path = Path("storage")
     master_key: str = ""
+    # A file of master keys, newest first (one per line): what `vod2s3 keys rotate` changes
+    # while the service runs. Default: the file beside a SQLite database.
+    master_key_file: Path | None = None
     callback_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
         default_factory=tuple
     )
@@ -206,7 +223,8 @@ class Settings:
         return cls(
             database_url=_secret(env, "VOD2S3_DATABASE_URL") or default.database_url,
             storage_root=Path(env.get("VOD2S3_STORAGE_ROOT", "").strip() or default.storage_root),
-            master_key=_secret(env, "VOD2S3_MASTER_KEY"),
+            master_key=env.get("VOD2S3_MASTER_KEY", "").strip(),
+            master_key_file=_master_key_file(env),
             callback_allow=_networks(env.get("VOD2S3_CALLBACK_ALLOW", "")),
             timestamp_window=_int(env, "VOD2S3_TIMESTAMP_WINDOW", default.timestamp_window, 1),
             max_body_bytes=_int(env, "VOD2S3_MAX_BODY_BYTES", default.max_body_bytes, 1024),

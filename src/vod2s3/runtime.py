@@ -18,7 +18,7 @@ from vod2s3.callbacks.delivery import Deliverer
 from vod2s3.callbacks.ssrf import Resolver, system_resolver
 from vod2s3.clock import Clock, SystemClock
 from vod2s3.config import Settings
-from vod2s3.crypto import SecretBox, load_master_key
+from vod2s3.crypto import SecretBox, load_master_key, read_key_file
 from vod2s3.metrics import DatabaseReading, Metrics
 from vod2s3.s3 import PartBudget
 from vod2s3.store.answers import CommandAnswers
@@ -45,8 +45,24 @@ from vod2s3.worker.retry import RetryPolicy
 
 
 def master_key_file(settings: Settings) -> Path | None:
+    """VOD2S3_MASTER_KEY_FILE, else the file beside a SQLite database."""
+    if settings.master_key_file is not None:
+        return settings.master_key_file
     db_path = settings.sqlite_path
     return None if db_path is None else db_path.with_name(db_path.stem + ".master-key")
+
+
+def open_secret_box(settings: Settings) -> SecretBox:
+    """The box of the configured keys. Keys from a file are reread when a secret decrypts
+    with none of them: `vod2s3 keys rotate` adds a key to the file while processes run."""
+    key_file = master_key_file(settings)
+    # Only the file beside a SQLite database is made on first use: a named file must be
+    # the one every host shares, and a key made up on one host would lock the others out.
+    create = settings.master_key_file is None
+    keys = load_master_key(settings.master_key, key_file, create)
+    if settings.master_key or key_file is None:
+        return SecretBox(keys)
+    return SecretBox(keys, reload=lambda: read_key_file(key_file))
 
 
 @dataclass
@@ -86,7 +102,7 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         engine = make_engine(settings.database_url)
-        box = SecretBox(load_master_key(settings.master_key, master_key_file(settings)))
+        box = open_secret_box(settings)
         return cls(settings, engine, box, clock or SystemClock())
 
     @property

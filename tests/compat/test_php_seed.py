@@ -50,7 +50,7 @@ def replace_once(code: str, old: str, new: str) -> str:
 
 
 def php_example(
-    service: RunningService,
+    url: str,
     issued: IssuedCredentials,
     request_array: str | None = None,
     json_tail: bool = True,
@@ -58,7 +58,7 @@ def php_example(
     """The seed example with only the URL and the key literals changed; optionally its
     `$request = array(...);` statement replaced, and the JSON tail appended."""
     code = seed_example()
-    code = replace_once(code, ORIGINAL_URL, f"'{service.url}'")
+    code = replace_once(code, ORIGINAL_URL, f"'{url}'")
     code = replace_once(code, ORIGINAL_API_KEY, f"'{issued.api_key}'")
     code = replace_once(code, ORIGINAL_SECRET, f"'{issued.secret}'")
     if request_array is not None:
@@ -70,12 +70,13 @@ def php_example(
     return "<?php\n" + code
 
 
-def run_php(script: str, tmp_path: Path) -> str:
+def run_php(script: str, tmp_path: Path, *php_options: str) -> str:
+    """``script`` run by php-cli; ``php_options`` are its ``-d name=value`` settings."""
     php = php_binary()
     source = tmp_path / "example.php"
     source.write_text(script, encoding="utf-8")
     done = subprocess.run(
-        [php, str(source)], capture_output=True, text=True, timeout=30, check=False
+        [php, *php_options, str(source)], capture_output=True, text=True, timeout=30, check=False
     )
     assert done.returncode == 0, f"php exited {done.returncode}: {done.stdout}{done.stderr}"
     assert "Failed to connect" not in done.stdout
@@ -129,7 +130,7 @@ def test_seed_example_extracts_as_documented() -> None:
 
 def test_original_example_as_is_prints_success(service: RunningService, tmp_path: Path) -> None:
     issued = service.add_account(158, "jb")
-    output = run_php(php_example(service, issued, json_tail=False), tmp_path)
+    output = run_php(php_example(service.url, issued, json_tail=False), tmp_path)
 
     assert "[status] => success" in output, output
     assert "[message] => Found AWS Status" in output
@@ -138,7 +139,7 @@ def test_original_example_as_is_prints_success(service: RunningService, tmp_path
 
 def test_original_example_finds_no_uploads(service: RunningService, tmp_path: Path) -> None:
     issued = service.add_account(158, "jb")
-    response = run_php_json(php_example(service, issued), tmp_path)
+    response = run_php_json(php_example(service.url, issued), tmp_path)
 
     assert response["status"] == "success", response
     assert response["message"] == "Found AWS Status"
@@ -149,7 +150,7 @@ def test_original_example_finds_no_uploads(service: RunningService, tmp_path: Pa
 def test_wrong_secret_in_example_is_refused(service: RunningService, tmp_path: Path) -> None:
     issued = service.add_account(158, "jb")
     wrong = IssuedCredentials(issued.cdn, issued.storage_user, issued.api_key, "0" * 64)
-    response = run_php_json(php_example(service, wrong), tmp_path)
+    response = run_php_json(php_example(service.url, wrong), tmp_path)
 
     assert response["status"] == "failure"
     assert response["data"] is None or response["data"] in ([], {})
@@ -164,7 +165,7 @@ def test_php_upload_then_status_of_its_id(
 
     # PHP's json_encode writes "/" as "\/" and "é" as "\u00e9": the server must verify that.
     upload = upload_array(issued.api_key, bucket, "array('title' => 'Vidéo d\\'été')")
-    queued = run_php_json(php_example(service, issued, upload), tmp_path)
+    queued = run_php_json(php_example(service.url, issued, upload), tmp_path)
 
     assert queued["status"] == "success", queued
     assert queued["message"] == "AWS Upload Queued"
@@ -178,7 +179,7 @@ def test_php_upload_then_status_of_its_id(
     assert service.drain() == 1
 
     status = status_array(issued.api_key, record["id"])
-    response = run_php_json(php_example(service, issued, status), tmp_path)
+    response = run_php_json(php_example(service.url, issued, status), tmp_path)
 
     assert response["status"] == "success", response
     done = response["data"]
@@ -203,14 +204,14 @@ def test_php_upload_with_empty_metadata_array(
 
     # json_encode(array()) is "[]", not "{}".
     upload = upload_array(issued.api_key, bucket, "array()")
-    queued = run_php_json(php_example(service, issued, upload), tmp_path)
+    queued = run_php_json(php_example(service.url, issued, upload), tmp_path)
 
     assert queued["status"] == "success", queued
     # json_decode(..., true) turns {} into array(), which json_encode writes back as [].
     assert queued["data"]["metadata"] in ({}, [])
     assert service.drain() == 1
     response = run_php_json(
-        php_example(service, issued, status_array(issued.api_key, queued["data"]["id"])),
+        php_example(service.url, issued, status_array(issued.api_key, queued["data"]["id"])),
         tmp_path,
     )
     assert response["data"]["message"] == "Successfully Uploaded to AWS"

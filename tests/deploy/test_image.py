@@ -31,6 +31,7 @@ BUILD = REPO / "deploy" / "container" / "build"
 STATE = "/var/lib/vod2s3"  # the image's state volume and working directory
 STORAGE = "/srv/storage"  # where the image looks for the volumes
 MASTER_KEY = "/run/secrets/master_key"
+IMAGE_UID = 10001  # the Dockerfile's user
 
 
 def _podman() -> str:
@@ -101,7 +102,10 @@ class Deployment:
         self.state.chmod(0o777)
         (self.storage / "sestore1" / "jb").mkdir(parents=True)
         self.key_file.write_text(Fernet.generate_key().decode() + "\n")
-        self.key_file.chmod(0o644)
+        # The image's user owns it, and nobody else may read it: vod2s3 refuses a master key
+        # file others can read (deploy/compose.yaml's secret needs the same on the host).
+        os.chown(self.key_file, IMAGE_UID, IMAGE_UID)
+        self.key_file.chmod(0o600)
 
     def command(self, *args: str, name: str = "", env: dict[str, str] | None = None) -> list[str]:
         options = [f"--name={name}"] if name else ["--no-healthcheck"]

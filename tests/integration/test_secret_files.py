@@ -33,7 +33,9 @@ def test_database_url_and_master_key_come_from_files(
     with database_url(kind, tmp_path) as url:
         del cli.env["VOD2S3_DATABASE_URL"]
         cli.env["VOD2S3_DATABASE_URL_FILE"] = str(_secret_file(secrets, "database_url", url))
-        cli.env["VOD2S3_MASTER_KEY_FILE"] = str(_secret_file(secrets, "master_key", key))
+        key_file = _secret_file(secrets, "master_key", key)
+        key_file.chmod(0o600)  # a master key file others may read is refused (crypto.py)
+        cli.env["VOD2S3_MASTER_KEY_FILE"] = str(key_file)
 
         cli.run("db", "upgrade")
         cli.run("accounts", "create", "--cdn", "7", "--storage-user", "jb")

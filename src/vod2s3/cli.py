@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import click
 import sqlalchemy.exc
 
-from vod2s3 import __version__
+from vod2s3 import __version__, installed_version
 from vod2s3.accounts import AccountStore
 from vod2s3.clock import format_timestamp
 from vod2s3.config import Settings, masked_url
@@ -79,7 +79,7 @@ def _accounts() -> AccountStore:
 
 
 @click.group()
-@click.version_option(package_name="vod2s3")
+@click.version_option(installed_version(), prog_name="vod2s3")
 def main() -> None:
     """vod2s3: copy video files from storage volumes into customers' S3 buckets."""
 

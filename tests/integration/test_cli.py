@@ -517,3 +517,13 @@ def test_workers_list_shows_running_workers_and_with_all_the_stopped_ones(cli: C
     assert cli.json("workers", "list", "--json") == []
     (stopped,) = cli.json("workers", "list", "--all", "--json")
     assert (stopped["pid"], stopped["stop_reason"]) == (proc.pid, "stopped")
+
+
+def test_version_is_the_installed_packages(cli: Cli) -> None:
+    from importlib import metadata
+
+    import vod2s3
+
+    # One source: the metadata pip wrote is built from vod2s3.__version__ (pyproject.toml).
+    assert metadata.version("vod2s3") == vod2s3.__version__
+    assert cli.run("--version").stdout.strip() == f"vod2s3, version {vod2s3.__version__}"

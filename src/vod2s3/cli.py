@@ -101,6 +101,70 @@ def db_upgrade() -> None:
     click.echo(f"database at revision {migrate.current_revision(runtime.engine)}")
 
 
+def _schema_revision() -> str | None:
+    """The database's revision, without opening a Runtime: no master key is needed (or
+    created beside a SQLite file) to ask."""
+    from vod2s3.store.db import make_engine
+
+    engine = make_engine(_settings().database_url)
+    try:
+        return migrate.current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+@db.command("current")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--check", is_flag=True, help="Exit status 1 unless the database is at head.")
+@friendly_errors
+def db_current(as_json: bool, check: bool) -> None:
+    """The database's schema revision, and whether it is the newest this version knows."""
+    current = _schema_revision()
+    head = migrate.head_revision()
+    known = {revision.id for revision in migrate.history()}
+    if as_json:
+        click.echo(json.dumps({"revision": current, "head": head, "at_head": current == head}))
+    elif current == head:
+        click.echo(f"database at revision {current} (head)")
+    elif current is None:
+        click.echo(f"database has no schema yet (head is {head}): run `vod2s3 db upgrade`")
+    elif current not in known:
+        click.echo(
+            f"database at revision {current}, which this version of vod2s3 ({__version__}) "
+            f"does not know (its head is {head}): a newer version has migrated it"
+        )
+    else:
+        click.echo(f"database at revision {current}, head is {head}: run `vod2s3 db upgrade`")
+    if check and current != head:
+        sys.exit(1)
+
+
+@db.command("history")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def db_history(as_json: bool) -> None:
+    """Every schema revision, newest first; the database's own is marked."""
+    current = _schema_revision()
+    revisions = migrate.history()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {"revision": r.id, "summary": r.summary, "current": r.id == current}
+                    for r in revisions
+                ]
+            )
+        )
+        return
+    for revision in revisions:
+        marker = "* " if revision.id == current else "  "
+        click.echo(f"{marker}{revision.id}  {revision.summary}")
+    if current is None:
+        click.echo("(the database has no schema yet: run `vod2s3 db upgrade`)")
+    elif current not in {revision.id for revision in revisions}:
+        click.echo(f"(the database is at {current}, which a newer version of vod2s3 wrote)")
+
+
 # -- accounts ---------------------------------------------------------------------------
 
 

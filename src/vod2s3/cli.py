@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import click
 import sqlalchemy.exc
 
-from vod2s3 import __version__, installed_version
+from vod2s3 import __version__, config_file, installed_version
 from vod2s3.accounts import AccountStore
 from vod2s3.clock import format_timestamp
 from vod2s3.config import Settings, masked_url
@@ -34,7 +34,8 @@ log = logging.getLogger("vod2s3")
 
 
 def _settings() -> Settings:
-    return Settings.from_env(os.environ)
+    """From the environment, and the file VOD2S3_CONFIG names (vod2s3.config_file)."""
+    return config_file.load(os.environ).settings
 
 
 def _runtime() -> Runtime:
@@ -63,8 +64,8 @@ def friendly_errors(func: F) -> F:
 
 def _setup_logging() -> None:
     """Text lines, or one JSON object per line with VOD2S3_LOG_FORMAT=json (vod2s3.logs)."""
-    log_format = _settings().log_format
-    setup_logging(os.environ.get("VOD2S3_LOG_LEVEL", "INFO"), log_format)
+    settings = _settings()
+    setup_logging(settings.log_level, settings.log_format)
 
 
 def _require_schema(runtime: Runtime) -> None:
@@ -163,6 +164,51 @@ def db_history(as_json: bool) -> None:
         click.echo("(the database has no schema yet: run `vod2s3 db upgrade`)")
     elif current not in {revision.id for revision in revisions}:
         click.echo(f"(the database is at {current}, which a newer version of vod2s3 wrote)")
+
+
+# -- config -----------------------------------------------------------------------------
+
+
+@main.group()
+def config() -> None:
+    """The settings: the configuration file (VOD2S3_CONFIG) and the environment."""
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def config_show(as_json: bool) -> None:
+    """The effective settings, where each came from (default, file, environment), and
+    where relative paths resolve; secrets masked."""
+    loaded = config_file.load(os.environ)
+    values = loaded.settings.masked()
+    relative = config_file.working_directory_paths(loaded.settings)
+    if as_json:
+        shown: dict[str, dict[str, object]] = {}
+        for name in config_file.SETTING_NAMES:
+            shown[name] = {
+                "value": config_file.shown_value(values[name]),
+                "source": loaded.sources[name],
+            }
+            if name in relative:
+                shown[name]["resolves_to"] = str(relative[name])
+        file = None if loaded.file is None else str(loaded.file)
+        click.echo(json.dumps({"file": file, "settings": shown}))
+        return
+    if loaded.file is None:
+        click.echo("configuration file: none (VOD2S3_CONFIG is not set)")
+    else:
+        click.echo(f"configuration file: {loaded.file}")
+    width = max(len(name) for name in config_file.SETTING_NAMES)
+    for name in config_file.SETTING_NAMES:
+        value = config_file.shown_value(values[name])
+        text = ",".join(value) if isinstance(value, list) else str(value)
+        click.echo(f"{name:<{width}}  {loaded.sources[name]:<11}  {text}")
+    for name, path in relative.items():
+        click.echo(
+            f"note: {name} is relative to the working directory: {path} from here. "
+            "Make it absolute (or relative to the configuration file) for a service."
+        )
 
 
 # -- accounts ---------------------------------------------------------------------------

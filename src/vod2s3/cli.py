@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import click
 import sqlalchemy.exc
 
-from vod2s3 import __version__
+from vod2s3 import __version__, config_file, installed_version
 from vod2s3.accounts import AccountStore
 from vod2s3.clock import format_timestamp
 from vod2s3.config import Settings, masked_url
@@ -34,7 +34,8 @@ log = logging.getLogger("vod2s3")
 
 
 def _settings() -> Settings:
-    return Settings.from_env(os.environ)
+    """From the environment, and the file VOD2S3_CONFIG names (vod2s3.config_file)."""
+    return config_file.load(os.environ).settings
 
 
 def _runtime() -> Runtime:
@@ -63,8 +64,8 @@ def friendly_errors(func: F) -> F:
 
 def _setup_logging() -> None:
     """Text lines, or one JSON object per line with VOD2S3_LOG_FORMAT=json (vod2s3.logs)."""
-    log_format = _settings().log_format
-    setup_logging(os.environ.get("VOD2S3_LOG_LEVEL", "INFO"), log_format)
+    settings = _settings()
+    setup_logging(settings.log_level, settings.log_format)
 
 
 def _require_schema(runtime: Runtime) -> None:
@@ -79,7 +80,7 @@ def _accounts() -> AccountStore:
 
 
 @click.group()
-@click.version_option(package_name="vod2s3")
+@click.version_option(installed_version(), prog_name="vod2s3")
 def main() -> None:
     """vod2s3: copy video files from storage volumes into customers' S3 buckets."""
 
@@ -99,6 +100,115 @@ def db_upgrade() -> None:
     runtime = _runtime()
     migrate.upgrade(runtime.engine)
     click.echo(f"database at revision {migrate.current_revision(runtime.engine)}")
+
+
+def _schema_revision() -> str | None:
+    """The database's revision, without opening a Runtime: no master key is needed (or
+    created beside a SQLite file) to ask."""
+    from vod2s3.store.db import make_engine
+
+    engine = make_engine(_settings().database_url)
+    try:
+        return migrate.current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+@db.command("current")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--check", is_flag=True, help="Exit status 1 unless the database is at head.")
+@friendly_errors
+def db_current(as_json: bool, check: bool) -> None:
+    """The database's schema revision, and whether it is the newest this version knows."""
+    current = _schema_revision()
+    head = migrate.head_revision()
+    known = {revision.id for revision in migrate.history()}
+    if as_json:
+        click.echo(json.dumps({"revision": current, "head": head, "at_head": current == head}))
+    elif current == head:
+        click.echo(f"database at revision {current} (head)")
+    elif current is None:
+        click.echo(f"database has no schema yet (head is {head}): run `vod2s3 db upgrade`")
+    elif current not in known:
+        click.echo(
+            f"database at revision {current}, which this version of vod2s3 ({__version__}) "
+            f"does not know (its head is {head}): a newer version has migrated it"
+        )
+    else:
+        click.echo(f"database at revision {current}, head is {head}: run `vod2s3 db upgrade`")
+    if check and current != head:
+        sys.exit(1)
+
+
+@db.command("history")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def db_history(as_json: bool) -> None:
+    """Every schema revision, newest first; the database's own is marked."""
+    current = _schema_revision()
+    revisions = migrate.history()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {"revision": r.id, "summary": r.summary, "current": r.id == current}
+                    for r in revisions
+                ]
+            )
+        )
+        return
+    for revision in revisions:
+        marker = "* " if revision.id == current else "  "
+        click.echo(f"{marker}{revision.id}  {revision.summary}")
+    if current is None:
+        click.echo("(the database has no schema yet: run `vod2s3 db upgrade`)")
+    elif current not in {revision.id for revision in revisions}:
+        click.echo(f"(the database is at {current}, which a newer version of vod2s3 wrote)")
+
+
+# -- config -----------------------------------------------------------------------------
+
+
+@main.group()
+def config() -> None:
+    """The settings: the configuration file (VOD2S3_CONFIG) and the environment."""
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def config_show(as_json: bool) -> None:
+    """The effective settings, where each came from (default, file, environment), and
+    where relative paths resolve; secrets masked."""
+    loaded = config_file.load(os.environ)
+    values = loaded.settings.masked()
+    relative = config_file.working_directory_paths(loaded.settings)
+    if as_json:
+        shown: dict[str, dict[str, object]] = {}
+        for name in config_file.SETTING_NAMES:
+            shown[name] = {
+                "value": config_file.shown_value(values[name]),
+                "source": loaded.sources[name],
+            }
+            if name in relative:
+                shown[name]["resolves_to"] = str(relative[name])
+        file = None if loaded.file is None else str(loaded.file)
+        click.echo(json.dumps({"file": file, "settings": shown}))
+        return
+    if loaded.file is None:
+        click.echo("configuration file: none (VOD2S3_CONFIG is not set)")
+    else:
+        click.echo(f"configuration file: {loaded.file}")
+    width = max(len(name) for name in config_file.SETTING_NAMES)
+    for name in config_file.SETTING_NAMES:
+        value = config_file.shown_value(values[name])
+        text = ",".join(value) if isinstance(value, list) else str(value)
+        click.echo(f"{name:<{width}}  {loaded.sources[name]:<11}  {text}")
+    for name, path in relative.items():
+        click.echo(
+            f"note: {name} is relative to the working directory: {path} from here. "
+            "Make it absolute (or relative to the configuration file) for a service."
+        )
 
 
 # -- accounts ---------------------------------------------------------------------------

@@ -67,6 +67,7 @@ def _secret(env: Mapping[str, str], name: str) -> str:
 
 PAYLOAD_SIGNING_MODES = ("auto", "on", "off")
 LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # How failures of the ScaleEngine endpoints are answered: "native" statuses (400, 401, ...)
 # or "200" with the same envelope, for clients that read the body only on success.
 FAILURE_STATUSES = ("native", "200")
@@ -186,6 +187,7 @@ class Settings:
     payload_signing: str = "auto"
     integrity: str = "auto"  # INTEGRITY_MODES; an account may choose its own
     log_format: str = "text"  # or "json": one object per line (vod2s3/logs.py)
+    log_level: str = "info"  # LOG_LEVELS; uvicorn's loggers follow it too
     # Bearer token of the read-only /dashboard; empty = the dashboard is off (404).
     operator_token: str = field(default="", repr=False)
     # Bearer token /metrics asks for (the API's and the worker's); empty = open.
@@ -251,6 +253,7 @@ class Settings:
             parts_in_memory=_int(env, "VOD2S3_PARTS_IN_MEMORY", default.parts_in_memory, 1),
             integrity=_choice(env, "VOD2S3_INTEGRITY", default.integrity, INTEGRITY_MODES),
             log_format=_choice(env, "VOD2S3_LOG_FORMAT", default.log_format, LOG_FORMATS),
+            log_level=_choice(env, "VOD2S3_LOG_LEVEL", default.log_level, LOG_LEVELS),
             operator_token=_operator_token(env),
             metrics_token=_operator_token(env, "VOD2S3_METRICS_TOKEN"),
             rate_limit=_float(env, "VOD2S3_RATE_LIMIT", default.rate_limit, 0.0),
@@ -281,18 +284,18 @@ class Settings:
             retention_days=_retention_days(env),
         )
 
-    def __repr__(self) -> str:
-        """Every setting but the secrets: the master key, the operator token and the
-        database password are masked (a repr ends up in logs and tracebacks)."""
-        shown = {
-            name: getattr(self, name)
-            for name in self.__dataclass_fields__
-            if name not in ("master_key", "operator_token", "metrics_token", "database_url")
-        }
+    def masked(self) -> dict[str, object]:
+        """Every setting by name, the secrets masked: the master key, the operator and
+        metrics tokens, and the database password (for a repr, which ends up in logs and
+        tracebacks, and for `vod2s3 config show`)."""
+        shown: dict[str, object] = {name: getattr(self, name) for name in self.__dataclass_fields__}
         shown["database_url"] = masked_url(self.database_url)
-        shown["master_key"] = "***" if self.master_key else ""
-        shown["operator_token"] = "***" if self.operator_token else ""
-        shown["metrics_token"] = "***" if self.metrics_token else ""
+        for secret in ("master_key", "operator_token", "metrics_token"):
+            shown[secret] = "***" if getattr(self, secret) else ""
+        return shown
+
+    def __repr__(self) -> str:
+        shown = self.masked()
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in sorted(shown.items())) + ")"
 
     @property

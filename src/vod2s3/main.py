@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from vod2s3 import __version__
+from vod2s3 import installed_version
 from vod2s3.client_cli import client
 
 
@@ -31,7 +31,7 @@ class _ServerCommandsOnDemand(click.Group):
 
 
 @click.group(cls=_ServerCommandsOnDemand)
-@click.version_option(__version__, package_name="vod2s3")
+@click.version_option(installed_version(), prog_name="vod2s3")
 def main() -> None:
     """vod2s3: copy video files from storage volumes into customers' S3 buckets."""
 

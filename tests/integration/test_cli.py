@@ -517,3 +517,43 @@ def test_workers_list_shows_running_workers_and_with_all_the_stopped_ones(cli: C
     assert cli.json("workers", "list", "--json") == []
     (stopped,) = cli.json("workers", "list", "--all", "--json")
     assert (stopped["pid"], stopped["stop_reason"]) == (proc.pid, "stopped")
+
+
+def test_version_is_the_installed_packages(cli: Cli) -> None:
+    from importlib import metadata
+
+    import vod2s3
+
+    # One source: the metadata pip wrote is built from vod2s3.__version__ (pyproject.toml).
+    assert metadata.version("vod2s3") == vod2s3.__version__
+    assert cli.run("--version").stdout.strip() == f"vod2s3, version {vod2s3.__version__}"
+
+
+def test_db_current_and_history(cli: Cli) -> None:
+    from vod2s3.store import migrate
+    from vod2s3.store.db import make_engine
+
+    head = migrate.head_revision()
+    previous = migrate.history()[1].id
+    empty = cli.run("db", "current", "--check", check=False)
+    assert empty.returncode == 1
+    assert "no schema yet" in empty.stdout
+    assert "vod2s3 db upgrade" in empty.stdout
+
+    engine = make_engine(cli.env["VOD2S3_DATABASE_URL"])
+    migrate.upgrade(engine, previous)
+    engine.dispose()
+    behind = cli.run("db", "current", "--check", check=False)
+    assert behind.returncode == 1
+    assert f"at revision {previous}, head is {head}" in behind.stdout
+    listed = cli.json("db", "history", "--json")
+    assert [r["revision"] for r in listed] == sorted((r["revision"] for r in listed), reverse=True)
+    assert [r["revision"] for r in listed if r["current"]] == [previous]
+    assert all(r["summary"] for r in listed)
+    assert f"* {previous}  " in cli.run("db", "history").stdout
+
+    cli.run("db", "upgrade")
+    assert cli.json("db", "current", "--json") == {"revision": head, "head": head, "at_head": True}
+    assert (
+        cli.run("db", "current", "--check").stdout.strip() == f"database at revision {head} (head)"
+    )

@@ -32,7 +32,9 @@ class TokenBucket:
     def __init__(self, rate: float | None, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._rate = rate
-        self._tokens = capacity_for(rate or 0.0)
+        # Full when capped from the start; empty when a cap comes later (set_rate): bytes
+        # sent without a cap just before do not earn a burst.
+        self._tokens = 0.0 if rate is None else capacity_for(rate)
         self._at = clock()
 
     @property

@@ -3,8 +3,9 @@ dashboard (another process) reads it back. Rates are averages since the previous
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 
 def _rate(value: object) -> float | None:
@@ -51,3 +52,41 @@ class SendingReport:
             for a in value.get("accounts") or ()
         )
         return cls(_rate(value.get("cap")), float(value.get("sent_per_second") or 0.0), accounts)
+
+
+class Reporting(Protocol):
+    """A worker row as far as the uplink is concerned."""
+
+    @property
+    def sending(self) -> SendingReport: ...
+
+
+@dataclass(frozen=True)
+class AccountUplink:
+    """One account over all the workers that report it."""
+
+    cdn: int
+    sent_per_second: float
+    cap: float | None  # its own cap, per worker process
+    share: float | None  # the sum of its shares in the workers; None: unlimited in one
+    workers: int
+
+
+def uplink_by_account(workers: Iterable[Reporting]) -> list[AccountUplink]:
+    """Each account's rates summed over ``workers``' last reports, by cdn."""
+    seen: dict[int, list[AccountSending]] = {}
+    for worker in workers:
+        for account in worker.sending.accounts:
+            seen.setdefault(account.cdn, []).append(account)
+    return [
+        AccountUplink(
+            cdn=cdn,
+            sent_per_second=sum(a.sent_per_second for a in reports),
+            cap=reports[0].cap,
+            share=None
+            if any(a.share is None for a in reports)
+            else sum(a.share for a in reports if a.share is not None),
+            workers=len(reports),
+        )
+        for cdn, reports in sorted(seen.items())
+    ]

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 from typing import IO, Final, cast
 
 # Called with a chunk's length just before the chunk is handed over (the uplink budget's
 # limiter: it returns once the bytes may go).
 Throttle = Callable[[int], None]
+# Set on a thread while botocore's signer reads a body to hash it (s3/client.py): those
+# reads send nothing, and must not be paid for as if they did.
+_signing = threading.local()
+
+
+def signing_began(**_kwargs: object) -> None:
+    _signing.active = True
+
+
+def signing_ended(**_kwargs: object) -> None:
+    _signing.active = False
+
+
+def _sending() -> bool:
+    return not getattr(_signing, "active", False)
+
 
 # urllib3 asks a stream body for 16 KiB at a time: 1,024 reads and sends per 16 MiB part.
 # A bytes body goes out in one sendall instead, but Python bounds a whole sendall by the
@@ -61,14 +78,14 @@ class PartBody(io.RawIOBase):
         if size is not None and size > 0:
             end = min(end, self._position + max(size, SEND_BLOCK))
         start, self._position = self._position, max(self._position, end)
-        if self._throttle is not None and end > start:
+        if self._throttle is not None and end > start and _sending():
             self._throttle(end - start)
         # A view, typed as bytes: urllib3, http.client and hashlib take any buffer.
         return self._view[start:end]  # type: ignore[return-value]
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         chunk = self._view[self._position : self._position + len(buffer)]
-        if self._throttle is not None and chunk:
+        if self._throttle is not None and chunk and _sending():
             self._throttle(len(chunk))
         buffer[: len(chunk)] = chunk
         self._position += len(chunk)

@@ -8,7 +8,8 @@ from datetime import datetime
 import pytest
 
 from vod2s3.bandwidth import TIMETABLE_FORM, Timetable, parse_timetable
-from vod2s3.errors import BadRequest
+from vod2s3.config import Settings
+from vod2s3.errors import BadRequest, ConfigurationError
 
 M = 1024**2
 MONDAY = datetime(2026, 12, 7)  # a Monday, 00:00
@@ -82,3 +83,15 @@ def test_a_bad_timetable_is_refused_with_the_accepted_form(text: str, says: str)
     assert message.startswith("VOD2S3_MAX_BANDWIDTH")
     assert says in message
     assert message.endswith(TIMETABLE_FORM)
+
+
+def test_the_setting_is_read_at_start_up_and_refused_with_the_accepted_form() -> None:
+    assert Settings.from_env({}).max_bandwidth.is_off
+    assert Settings.from_env({"VOD2S3_MAX_BANDWIDTH": "off"}).max_bandwidth.is_off
+    read = Settings.from_env({"VOD2S3_MAX_BANDWIDTH": "08:00,50M 19:00,10M 23:30,off"})
+    assert read.max_bandwidth == parse_timetable("08:00,50M 19:00,10M 23:30,off")
+
+    with pytest.raises(ConfigurationError) as refused:
+        Settings.from_env({"VOD2S3_MAX_BANDWIDTH": "19:00,10M 08:00,50M"})
+    assert "'08:00,50M' comes out of order" in refused.value.message
+    assert refused.value.message.endswith(TIMETABLE_FORM)

@@ -28,6 +28,7 @@ import secrets
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,6 +62,7 @@ _MESSAGES = {
 }
 
 _MAX_LINE = 65536
+_BODY_PIECE = 64 * 1024  # request bodies are read, and their arrival noted, in pieces of this
 
 
 @dataclass(frozen=True)
@@ -351,10 +353,17 @@ class _Handler(BaseHTTPRequestHandler):
         return self._read_exactly(int(length)), False
 
     def _read_exactly(self, size: int) -> bytes:
-        data = self.rfile.read(size)
-        if len(data) != size:
-            raise _ClientGone
-        return data
+        # In pieces, each noted as it arrives: the proxy measures what clients send per second.
+        pieces: list[bytes] = []
+        left = size
+        while left > 0:
+            piece = self.rfile.read(min(left, _BODY_PIECE))
+            if not piece:
+                raise _ClientGone
+            self.server.proxy._body_received(len(piece))
+            pieces.append(piece)
+            left -= len(piece)
+        return b"".join(pieces)
 
     def _read_line(self) -> bytes:
         line = self.rfile.readline(_MAX_LINE + 1)
@@ -467,6 +476,7 @@ class FaultProxy:
         self._seen: list[tuple[int, Seen]] = []
         self._arrivals = 0
         self._handling = 0
+        self._body_bytes: list[tuple[float, int]] = []  # (monotonic time, bytes so far)
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -559,6 +569,7 @@ class FaultProxy:
         with self._lock:
             self._rules.clear()
             self._seen.clear()
+            self._body_bytes.clear()
 
     @property
     def seen(self) -> list[Seen]:
@@ -591,7 +602,19 @@ class FaultProxy:
             if seen.operation == operation and seen.part_number is not None
         ]
 
+    def body_bytes(self) -> list[tuple[float, int]]:
+        """Request body bytes received so far, as (time.monotonic(), total so far) at each
+        piece read (up to 64 KiB): what clients sent, over time; a copy."""
+        with self._lock:
+            return list(self._body_bytes)
+
     # --- used by the handler -----------------------------------------------------------------
+
+    def _body_received(self, count: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            total = self._body_bytes[-1][1] if self._body_bytes else 0
+            self._body_bytes.append((now, total + count))
 
     def _arrive(self) -> int:
         with self._lock:

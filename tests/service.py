@@ -184,11 +184,13 @@ def worker_env(service: RunningService, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`vod2s3 worker`, its output appended to ``log``; killed if the test leaves it
+def worker_process(env: dict[str, str], log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`vod2s3 worker ARGS`, its output appended to ``log``; killed if the test leaves it
     running."""
     with log.open("ab") as out:
-        proc = subprocess.Popen([VOD2S3, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [VOD2S3, "worker", *args], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
         try:
             yield proc
         finally:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Integer, String, and_, bindparam, exc, insert, select, update
 
+from vod2s3.bandwidth import format_rate, parse_rate
 from vod2s3.clock import Clock
 from vod2s3.config import FAILURE_STATUSES, INTEGRITY_MODES, PAYLOAD_SIGNING_MODES
 from vod2s3.crypto import SecretBox
@@ -60,6 +61,8 @@ class Account:
     addressing_style: str | None
     ca_bundle: str | None
     payload_signing: str | None
+    # Bytes per second the account may send from each worker process; None: no own cap.
+    max_bandwidth: int | None
     # Encrypted; decrypt only where needed, through the methods below.
     _secret_enc: str
     _previous_secret_enc: str | None
@@ -104,6 +107,7 @@ class Account:
             "addressing_style": self.addressing_style,
             "ca_bundle": self.ca_bundle,
             "payload_signing": self.payload_signing,
+            "max_bandwidth": format_rate(self.max_bandwidth),
             "created": self.created.strftime("%Y-%m-%d %H:%M:%S"),
         }
 
@@ -158,6 +162,7 @@ def _from_row(row: Any) -> Account:
         addressing_style=row.addressing_style,
         ca_bundle=row.ca_bundle,
         payload_signing=row.payload_signing,
+        max_bandwidth=row.max_bandwidth,
         _secret_enc=row.secret_enc,
         _previous_secret_enc=row.previous_secret_enc,
         _previous_secret_expires=row.previous_secret_expires,
@@ -374,6 +379,13 @@ class AccountStore:
         """A check for this account's uploads, "auto", or None to follow the service's."""
         _one_of("integrity", integrity, INTEGRITY_MODES)
         self._update(cdn, {"integrity": integrity})
+
+    def set_max_bandwidth(self, cdn: int, rate: str) -> int | None:
+        """The account's own cap, as a rate (``20M``) or ``off``; returns it in bytes/s.
+        Running workers apply it within seconds (vod2s3/bandwidth/uplink.py)."""
+        limit = parse_rate(rate, "--max-bandwidth")
+        self._update(cdn, {"max_bandwidth": limit})
+        return limit
 
     def _update(self, cdn: int, values: dict[str, Any]) -> None:
         with transaction(self._engine) as conn:

@@ -22,6 +22,7 @@ import sqlalchemy.exc
 
 from vod2s3 import __version__, config_file, installed_version
 from vod2s3.accounts import AccountStore
+from vod2s3.bandwidth import format_rate
 from vod2s3.clock import format_timestamp
 from vod2s3.config import Settings, masked_url
 from vod2s3.errors import ConfigurationError, Vod2s3Error
@@ -489,6 +490,14 @@ def accounts_delete(cdn: int, cancel_uploads: bool, yes: bool) -> None:
     default=None,
     help="SHA-256 payload signing for this account (default: VOD2S3_PAYLOAD_SIGNING).",
 )
+@click.option(
+    "--max-bandwidth",
+    default=None,
+    metavar="RATE|off",
+    help="What the account may send per second from each worker process, within the "
+    "worker's VOD2S3_MAX_BANDWIDTH: 512k, 20M, 1.5G (binary units: KiB/s, MiB/s, GiB/s), "
+    "or off. Running uploads follow within seconds.",
+)
 @click.option("--storage-user", default=None, help="The customer's folder on each volume.")
 @click.option(
     "--buckets",
@@ -504,6 +513,7 @@ def accounts_set(
     addressing_style: str | None,
     ca_bundle: str | None,
     payload_signing: str | None,
+    max_bandwidth: str | None,
     storage_user: str | None,
     buckets: str | None,
 ) -> None:
@@ -514,15 +524,20 @@ def accounts_set(
         addressing_style,
         ca_bundle,
         payload_signing,
+        max_bandwidth,
         storage_user,
         buckets,
     )
     if all(option is None for option in given):
         raise click.UsageError(
             "give at least one of --failure-status, --integrity, --addressing-style, "
-            "--ca-bundle, --payload-signing, --storage-user, --buckets"
+            "--ca-bundle, --payload-signing, --max-bandwidth, --storage-user, --buckets"
         )
     store = _accounts()
+    if max_bandwidth is not None:
+        # Checked before any other change is saved: a typing mistake changes nothing.
+        limit = store.set_max_bandwidth(cdn, max_bandwidth)
+        click.echo(f"account cdn {cdn}: max bandwidth {format_rate(limit)}")
     if storage_user is not None or buckets is not None:
         account = store.set_storage(cdn, storage_user, _bucket_list(buckets))
         allowed = ", ".join(account.allowed_buckets) or "any"
@@ -604,7 +619,9 @@ def accounts_list(as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("cdn", "storage user", "api key", "state", "region", "endpoint", "buckets")
+    table = Table(
+        "cdn", "storage user", "api key", "state", "region", "endpoint", "buckets", "max bandwidth"
+    )
     for view in views:
         table.add_row(
             str(view["cdn"]),
@@ -614,6 +631,7 @@ def accounts_list(as_json: bool) -> None:
             view["aws_region"],
             view["aws_endpoint_url"] or "AWS",
             ", ".join(view["buckets"]) or "any",
+            view["max_bandwidth"],
         )
     Console().print(table)
 

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vod2s3.errors import ConfigurationError
+from vod2s3.bandwidth.timetable import Timetable, parse_timetable
+from vod2s3.errors import BadRequest, ConfigurationError
 
 MiB = 1024 * 1024
 
@@ -154,6 +155,19 @@ def _master_key_file(env: Mapping[str, str]) -> Path | None:
     return Path(raw)
 
 
+NO_CAP = Timetable.constant(None)
+
+
+def _max_bandwidth(env: Mapping[str, str], name: str = "VOD2S3_MAX_BANDWIDTH") -> Timetable:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return NO_CAP
+    try:
+        return parse_timetable(raw, name)
+    except BadRequest as error:
+        raise ConfigurationError(error.message) from None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///vod2s3.db"
@@ -180,6 +194,9 @@ class Settings:
     # Room for part buffers all of a worker's uploads share, in parts of part_size: memory
     # stays near parts_in_memory x part_size however many uploads run (docs/benchmarks.md).
     parts_in_memory: int = 3
+    # What each worker process may send per second, in all: a rate or a timetable
+    # (vod2s3/bandwidth/timetable.py), shared between the accounts sending.
+    max_bandwidth: Timetable = NO_CAP
     s3_connect_timeout: float = 10.0
     s3_read_timeout: float = 60.0
     # SHA-256 signing of every body byte: "auto" signs over plain http only (over https the
@@ -251,6 +268,7 @@ class Settings:
             part_size=_int(env, "VOD2S3_PART_SIZE", default.part_size, 5 * MiB),
             parts_in_flight=_int(env, "VOD2S3_PARTS_IN_FLIGHT", default.parts_in_flight, 1),
             parts_in_memory=_int(env, "VOD2S3_PARTS_IN_MEMORY", default.parts_in_memory, 1),
+            max_bandwidth=_max_bandwidth(env),
             integrity=_choice(env, "VOD2S3_INTEGRITY", default.integrity, INTEGRITY_MODES),
             log_format=_choice(env, "VOD2S3_LOG_FORMAT", default.log_format, LOG_FORMATS),
             log_level=_choice(env, "VOD2S3_LOG_LEVEL", default.log_level, LOG_LEVELS),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
+from vod2s3.bandwidth.timetable import Timetable
 from vod2s3.config import Settings
 from vod2s3.crypto import SecretBox
 from vod2s3.errors import ConfigurationError
@@ -178,6 +179,6 @@ def shown_value(value: object) -> object:
     """A setting as JSON holds it: paths and networks as strings."""
     if isinstance(value, tuple):
         return [str(item) for item in value]
-    if isinstance(value, Path):
+    if isinstance(value, Path | Timetable):
         return str(value)
     return value

@@ -13,19 +13,27 @@ What is counted where (docs/observability.md):
   ``sum()`` over the processes gives the service's totals.
 - ``vod2s3_api_requests_total{command,status}``: the API process.
 - ``vod2s3_callback_deliveries_total{outcome}``: the process that delivers callbacks.
+- ``vod2s3_sent_bytes_total``, ``vod2s3_account_sent_bytes_total{cdn}`` and
+  ``vod2s3_bandwidth_cap_bytes_per_second{scope,cdn}``: the worker's uplink budget
+  (vod2s3/bandwidth/).
 
-No label carries an account's cdn id, API key, secret or anything else a client chooses:
-a cdn label would make a time series per customer and per outcome, unbounded as customers
-are added. The command label only takes the names of known commands ("unknown" otherwise).
+No label carries an account's API key, secret or anything else a client chooses, and only
+the uplink budget's series carry a cdn id: the operator asked for bytes/s per account.
+They stay bounded by what one worker process did since it started (an account appears
+once it has sent a byte there; its cap series only while it sends), and carry no other
+label, so there is one series per account, not one per account and outcome
+(docs/decisions.md). The command label only takes the names of known commands ("unknown"
+otherwise).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -150,6 +158,24 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.sent_bytes = Counter(
+            "vod2s3_sent_bytes",
+            "Request body bytes this worker process handed to its S3 connections",
+            registry=registry,
+        )
+        self.account_sent_bytes = Counter(
+            "vod2s3_account_sent_bytes",
+            "Request body bytes this worker process sent for each account (by cdn id)",
+            ["cdn"],
+            registry=registry,
+        )
+        self.bandwidth_caps = Gauge(
+            "vod2s3_bandwidth_cap_bytes_per_second",
+            "The cap in force in this worker process: its own (scope worker), and each "
+            "sending account's fair share within it (scope account); absent: no cap",
+            ["scope", "cdn"],
+            registry=registry,
+        )
         # Known label values start at zero, so rate() and absent() work from the start.
         for outcome in FINISH_OUTCOMES:
             self.uploads_finished.labels(outcome)
@@ -173,6 +199,19 @@ class Metrics:
     def bytes_uploaded(self, count: int) -> None:
         if count > 0:
             self.uploaded_bytes.inc(count)
+
+    def bytes_sent(self, cdn: int, count: int) -> None:
+        self.sent_bytes.inc(count)
+        self.account_sent_bytes.labels(str(cdn)).inc(count)
+
+    def bandwidth_cap(self, scope: str, cdn: int | None, rate: float | None) -> None:
+        """The cap in force for the worker (``cdn`` None) or an account; None: none."""
+        labels = (scope, "" if cdn is None else str(cdn))
+        if rate is not None:
+            self.bandwidth_caps.labels(*labels).set(rate)
+            return
+        with contextlib.suppress(KeyError):  # there was no cap to take away
+            self.bandwidth_caps.remove(*labels)
 
     def api_request(self, command: object, status: int, known: Container[str]) -> None:
         """``command`` as the client sent it: only a known command's name becomes a label."""

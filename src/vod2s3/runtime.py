@@ -14,6 +14,7 @@ from vod2s3 import __version__
 from vod2s3.accounts import AccountStore
 from vod2s3.api.context import Services
 from vod2s3.api.ratelimit import AddressLimiter, RateLimiter
+from vod2s3.bandwidth.uplink import Bandwidth
 from vod2s3.callbacks.delivery import Deliverer
 from vod2s3.callbacks.ssrf import Resolver, system_resolver
 from vod2s3.clock import Clock, SystemClock
@@ -180,9 +181,11 @@ class Runtime:
             pool_size=max(10, concurrency * settings.parts_in_flight),
             user_agent_extra=f"vod2s3-worker/{name}",
         )
+        accounts = AccountCache(self.accounts, self.box)
+        bandwidth = Bandwidth(settings.max_bandwidth, accounts.limit, self.metrics)
         ctx = JobContext(
             settings=settings,
-            accounts=AccountCache(self.accounts, self.box),
+            accounts=accounts,
             queue=queue,
             journal=self.journal,
             uploads=self.uploads,
@@ -194,10 +197,11 @@ class Runtime:
                 base_delay=settings.retry_base_delay,
                 max_delay=settings.retry_max_delay,
             ),
-            keeper=LeaseKeeper(queue, registry, worker_id, lock),
+            keeper=LeaseKeeper(queue, registry, worker_id, lock, bandwidth.report),
             shutting_down=threading.Event(),
             budget=PartBudget(settings.parts_in_memory * settings.part_size),
             worker_name=name,
+            bandwidth=bandwidth,
             metrics=self.metrics,
         )
         days = settings.retention_days

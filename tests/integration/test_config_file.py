@@ -37,6 +37,7 @@ EVERY_SETTING: dict[str, Any] = {
     "log_level": "warning",
     "master_key": MASTER_KEY,
     "max_attempts": 3,
+    "max_bandwidth": "08:00,50M 19:00,10M 23:30,off",
     "max_body_bytes": 2048,
     "max_connections": 100,
     "max_queued_per_account": 50,

@@ -113,11 +113,21 @@ def test_metrics_after_uploads_and_api_calls(
                  le="7200.0") == 2  # fmt: skip
     assert value(samples, "vod2s3_callback_deliveries_total", outcome="delivered") == 0
 
-    # Nothing about the account: no key, no secret, no cdn id, anywhere in the text.
+    # The uplink budget's bytes: each body byte once (the signer's hashing read is not
+    # counted), per account too; no cap is set, so no cap series.
+    sent = len(big) + len(small)
+    assert value(samples, "vod2s3_sent_bytes_total") == sent
+    assert value(samples, "vod2s3_account_sent_bytes_total", cdn="158") == sent
+    assert not [name for name, _ in samples if name.startswith("vod2s3_bandwidth_cap")]
+
+    # Nothing about the account: no key, no secret anywhere in the text; its cdn id only
+    # in the uplink budget's per-account series (docs/decisions.md).
     for secret in (issued.api_key, issued.secret, service.runtime.settings.master_key):
         assert secret not in text
-    assert "158" not in label_values(samples)
-    assert not any("cdn" in name for _, labels in samples for name, _ in labels)
+    per_account = {"vod2s3_account_sent_bytes_total", "vod2s3_account_sent_bytes_created"}
+    others = [(name, labels) for name, labels in samples if name not in per_account]
+    assert "158" not in label_values(dict.fromkeys(others, 0.0))
+    assert not any("cdn" in label for _, labels in others for label, _ in labels)
 
 
 def test_queue_depth_is_read_from_the_database_at_scrape_time(

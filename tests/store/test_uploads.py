@@ -19,7 +19,9 @@ from sqlalchemy import Engine, update
 from tests.databases import KINDS, database_url
 from tests.helpers import FakeClock
 from vod2s3.accounts import WAITING_WHILE_DISABLED, AccountStore
+from vod2s3.bandwidth.report import AccountSending, SendingReport
 from vod2s3.crypto import SecretBox
+from vod2s3.errors import BadRequest
 from vod2s3.store import migrate
 from vod2s3.store.db import make_engine
 from vod2s3.store.journal import PartJournal
@@ -508,3 +510,33 @@ def test_a_transaction_left_idle_is_ended_by_the_server(tmp_path: Path) -> None:
                 assert setting.scalar_one() == "30s"
         finally:
             engine.dispose()
+
+
+def test_a_heartbeat_records_what_the_worker_sends(stores: Stores) -> None:
+    """The uplink budget's rates reach the dashboard's process through the workers table."""
+    me = stores.workers.register("me", (), "test")
+    assert stores.workers.listed()[0].sending == SendingReport()  # before its first report
+
+    report = SendingReport(
+        cap=2.0 * 1024**2,
+        sent_per_second=1.5 * 1024**2,
+        accounts=(AccountSending(158, 1024.0**2, 512.0 * 1024, 1024.0**2),
+                  AccountSending(159, 0.5 * 1024**2, None, None)),
+    )  # fmt: skip
+    stores.workers.beat(me, report)
+    assert stores.workers.listed()[0].sending == report
+
+    stores.workers.beat(me)
+    assert stores.workers.listed()[0].sending == SendingReport()
+
+
+def test_an_accounts_own_cap_is_stored_in_bytes_per_second(stores: Stores) -> None:
+    stores.account(158)
+
+    assert stores.accounts.set_max_bandwidth(158, "20M") == 20 * 1024**2
+    assert stores.accounts.get(158).max_bandwidth == 20 * 1024**2
+    with pytest.raises(BadRequest, match="give bytes per second"):
+        stores.accounts.set_max_bandwidth(158, "lots")
+    assert stores.accounts.get(158).max_bandwidth == 20 * 1024**2
+    assert stores.accounts.set_max_bandwidth(158, "off") is None
+    assert stores.accounts.get(158).max_bandwidth is None

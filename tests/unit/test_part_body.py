@@ -80,3 +80,20 @@ def test_payload_hash_read_the_way_botocore_signs_is_the_bytes_hash() -> None:
 
     assert digest.hexdigest() == hashlib.sha256(DATA).hexdigest()
     assert bytes(body.read()) == DATA
+
+
+def test_each_chunk_pays_the_throttle_before_it_is_handed_over() -> None:
+    """The uplink budget's hook: read() and readinto() call it with each chunk's length,
+    before the chunk goes; nothing is paid for an empty read."""
+    paid: list[int] = []
+    body = PartBody(DATA, throttle=paid.append)
+
+    first = body.read(16 * 1024)
+    buffer = bytearray(1000)
+    filled = body.readinto(buffer)
+    body.read()
+    body.read()
+    body.readinto(buffer)
+
+    assert paid == [len(first), filled, len(DATA) - len(first) - filled]
+    assert sum(paid) == len(DATA)

@@ -14,6 +14,7 @@ from datetime import datetime
 from html import escape
 from urllib.parse import urlsplit
 
+from vod2s3.bandwidth.report import uplink_by_account
 from vod2s3.clock import format_timestamp
 from vod2s3.metrics import UPLOAD_STATES
 from vod2s3.records import progress_percent
@@ -188,16 +189,23 @@ def _callbacks_failing(snapshot: Snapshot) -> str:
     return f"<section><h2>Callbacks failing now</h2>{table}</section>"
 
 
+def human_rate(rate: float | None, none: str = "no cap") -> str:
+    return none if rate is None else human_bytes(rate) + "/s"
+
+
 def _workers(snapshot: Snapshot) -> str:
     coverage = snapshot.coverage
     rows = [
         f'<tr id="worker-{int(w.id)}"><td>{int(w.id)}</td><td>{_e(w.host)}</td>'
         f"<td>{int(w.pid)}</td><td>{_e(', '.join(w.volumes) or 'all')}</td>"
         f"<td>{_e(w.version)}</td><td>{_e(format_timestamp(w.last_heartbeat))}</td>"
-        f"<td>{snapshot.uploads_held.get(int(w.id), 0)}</td></tr>"
+        f"<td>{snapshot.uploads_held.get(int(w.id), 0)}</td>"
+        f"<td class=rate>{_e(human_rate(w.sending.sent_per_second))}</td>"
+        f"<td class=cap>{_e(human_rate(w.sending.cap))}</td></tr>"
         for w in coverage.live_workers
     ]
-    headers = ("Id", "Host", "PID", "Volumes", "Version", "Last heartbeat (UTC)", "Uploads held")
+    headers = ("Id", "Host", "PID", "Volumes", "Version", "Last heartbeat (UTC)", "Uploads held",
+               "Sending", "Cap in force")  # fmt: skip
     workers = _table("workers", headers, rows, "No worker is running.", len(headers))
     volume_rows = [
         f'<tr id="volume-{_e(w.volume)}" class="{"covered" if w.covered else "uncovered"}">'
@@ -211,6 +219,22 @@ def _workers(snapshot: Snapshot) -> str:
         f"<section><h2>Live workers ({len(coverage.live_workers)})</h2>{workers}</section>"
         f"<section><h2>Volumes with queued uploads</h2>{volumes}</section>"
     )
+
+
+def _uplink(snapshot: Snapshot) -> str:
+    """Per account, what the live workers send now and the caps in force, as their last
+    heartbeats reported (workers hold the rates; the database only relays them)."""
+    rows = [
+        f'<tr id="uplink-{account.cdn}"><td>{account.cdn}</td>'
+        f"<td class=rate>{_e(human_rate(account.sent_per_second))}</td>"
+        f"<td class=cap>{_e(human_rate(account.cap))}</td>"
+        f"<td class=share>{_e(human_rate(account.share, 'no limit'))}</td>"
+        f"<td>{account.workers}</td></tr>"
+        for account in uplink_by_account(snapshot.coverage.live_workers)
+    ]
+    headers = ("CDN", "Sending", "Own cap (per worker)", "Allowed now (all workers)", "Workers")
+    table = _table("uplink", headers, rows, "No account is sending.", len(headers))
+    return f"<section><h2>Uplink per account</h2>{table}</section>"
 
 
 def _throughput(snapshot: Snapshot) -> str:
@@ -302,6 +326,6 @@ def render(snapshot: Snapshot, form: FormKeys = NO_FORMS, notice: str = "") -> s
         f'<p class=meta>As of <time id="taken">{_e(taken)}</time> UTC; this page reloads every '
         f"{REFRESH_SECONDS} s.</p>{said}{_banner(snapshot)}"
         f"{_depth(snapshot)}{_in_flight(snapshot, form)}{_queued(snapshot, form)}"
-        f"{_workers(snapshot)}{_throughput(snapshot)}{_failures(snapshot, form)}"
+        f"{_workers(snapshot)}{_uplink(snapshot)}{_throughput(snapshot)}{_failures(snapshot, form)}"
         f"{_callbacks_failing(snapshot)}{_callback_failures(snapshot)}</body></html>\n"
     )

@@ -3,7 +3,29 @@
 from __future__ import annotations
 
 import io
+import threading
+from collections.abc import Callable
 from typing import IO, Final, cast
+
+# Called with a chunk's length just before the chunk is handed over (the uplink budget's
+# limiter: it returns once the bytes may go).
+Throttle = Callable[[int], None]
+# Set on a thread while botocore's signer reads a body to hash it (s3/client.py): those
+# reads send nothing, and must not be paid for as if they did.
+_signing = threading.local()
+
+
+def signing_began(**_kwargs: object) -> None:
+    _signing.active = True
+
+
+def signing_ended(**_kwargs: object) -> None:
+    _signing.active = False
+
+
+def _sending() -> bool:
+    return not getattr(_signing, "active", False)
+
 
 # urllib3 asks a stream body for 16 KiB at a time: 1,024 reads and sends per 16 MiB part.
 # A bytes body goes out in one sendall instead, but Python bounds a whole sendall by the
@@ -24,10 +46,11 @@ class PartBody(io.RawIOBase):
     The bytes are never copied: reads return views of them.
     """
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, throttle: Throttle | None = None) -> None:
         super().__init__()
         self._view = memoryview(data)
         self._position = 0
+        self._throttle = throttle
 
     def readable(self) -> bool:
         return True
@@ -55,16 +78,20 @@ class PartBody(io.RawIOBase):
         if size is not None and size > 0:
             end = min(end, self._position + max(size, SEND_BLOCK))
         start, self._position = self._position, max(self._position, end)
+        if self._throttle is not None and end > start and _sending():
+            self._throttle(end - start)
         # A view, typed as bytes: urllib3, http.client and hashlib take any buffer.
         return self._view[start:end]  # type: ignore[return-value]
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         chunk = self._view[self._position : self._position + len(buffer)]
+        if self._throttle is not None and chunk and _sending():
+            self._throttle(len(chunk))
         buffer[: len(chunk)] = chunk
         self._position += len(chunk)
         return len(chunk)
 
 
-def part_body(data: bytes) -> IO[bytes]:
+def part_body(data: bytes, throttle: Throttle | None = None) -> IO[bytes]:
     """``data`` as the Body of PutObject or UploadPart (the stubs want a typing.IO)."""
-    return cast(IO[bytes], PartBody(data))
+    return cast(IO[bytes], PartBody(data, throttle))

@@ -9,6 +9,7 @@ import botocore.auth
 from botocore.config import Config
 from botocore.handlers import add_expect_header
 
+from vod2s3.s3.body import signing_began, signing_ended
 from vod2s3.s3.model import S3Target
 
 if TYPE_CHECKING:  # the stubs are a development dependency only
@@ -87,6 +88,7 @@ def make_client(
     skip_expect_continue(client)
     if sign_payload:
         sign_bodies_with_hashlib(client)
+        hashing_reads_send_nothing(client)
     return client
 
 
@@ -100,6 +102,15 @@ def skip_expect_continue(client: S3Client) -> None:
     bucket), which ends the upload anyway, at the cost of a round trip on every request.
     """
     client.meta.events.unregister("before-call.s3", add_expect_header)
+
+
+def hashing_reads_send_nothing(client: S3Client) -> None:
+    """A signed body is read twice: by the signer, to hash it, then to send it. Only the
+    second read is paid to the uplink budget's throttle (s3/body.py): the body knows which
+    one it is from a flag set before the signer runs and cleared before the request goes."""
+    for operation in BODY_OPERATIONS:
+        client.meta.events.register(f"before-sign.s3.{operation}", signing_began)
+        client.meta.events.register(f"before-send.s3.{operation}", signing_ended)
 
 
 def sign_bodies_with_hashlib(client: S3Client) -> None:

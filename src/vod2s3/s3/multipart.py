@@ -6,6 +6,7 @@ Memory stays bounded: a part is read by the thread that sends it, and no more th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
@@ -47,6 +48,7 @@ class _Upload:
     part_size: int
     should_stop: Callable[[], bool]
     mode: Mode
+    throttle: Callable[[int], None] | None = None
 
     def send(self, part: Part) -> SentPart:
         """Runs in a pool thread: read, checksum and send one part — unless the attempt
@@ -60,7 +62,7 @@ class _Upload:
             Key=self.spec.key,
             UploadId=self.upload_id,
             PartNumber=part.number,
-            Body=part_body(data),
+            Body=part_body(data, self.throttle),
             **body_params(self.mode, value),
             **payer_params(self.spec),
         )
@@ -92,6 +94,7 @@ def upload_multipart(
     resume: MultipartProgress | None = None,
     budget: PartBudget | None = None,
     taken_over: bool = False,
+    throttle: Callable[[int], None] | None = None,
 ) -> tuple[Mapping[str, Any], list[SentPart]]:
     """S3's CompleteMultipartUpload answer and the parts, in order.
 
@@ -102,13 +105,17 @@ def upload_multipart(
     """
     mode: Mode = tuning.integrity  # type: ignore[assignment]
     upload, done = _resume(client, spec, source, size, resume, journal, should_stop, mode)
-    if upload is None:
+    if upload is not None:
+        upload = dataclasses.replace(upload, throttle=throttle)
+    else:
         if taken_over:
             _fenced(journal)
             abort_strays(client, spec, keep=None if resume is None else resume.upload_id)
         part_size = part_size_for(size, tuning.part_size)
         created = client.create_multipart_upload(**object_params(spec), **create_params(mode))
-        upload = _Upload(client, spec, created["UploadId"], source, part_size, should_stop, mode)
+        upload = _Upload(
+            client, spec, created["UploadId"], source, part_size, should_stop, mode, throttle
+        )
         # Not recorded (a lost lease, the database away): no attempt could ever resume it,
         # and nobody else knows it, so it must not stay open.
         try:

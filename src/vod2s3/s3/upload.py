@@ -40,6 +40,7 @@ def upload(
     resume: MultipartProgress | None = None,
     budget: PartBudget | None = None,
     taken_over: bool = False,
+    throttle: Callable[[int], None] | None = None,
 ) -> UploadOutcome:
     """Upload ``size`` bytes of ``fd`` as ``spec``; raise :class:`AttemptFailure` on failure.
 
@@ -56,6 +57,8 @@ def upload(
     ``budget`` caps the part buffers this upload and others sharing it hold at once.
     ``taken_over``: an earlier attempt may have died between creating a multipart upload and
     recording it; before creating a new one, such strays of the same key are aborted.
+    ``throttle(n)`` is called by each body just before it hands ``n`` bytes to the
+    connection, on the sending thread; it returns once they may go (the uplink budget).
     """
     mode: Mode = tuning.integrity  # type: ignore[assignment]  # checked by UploadTuning
     journal = _CarriedJournal(journal or NoJournal())
@@ -78,6 +81,7 @@ def upload(
                 resume,
                 budget,
                 taken_over,
+                throttle,
             )
             response = confirmed(client, spec, response)
             computed = composite(mode, [part.checksum for part in sent])
@@ -86,7 +90,7 @@ def upload(
             room = budget or unlimited()
             taken = room.take(size, should_stop)
             try:
-                response, computed = put_object(client, spec, source, size, mode)
+                response, computed = put_object(client, spec, source, size, mode, throttle)
             finally:
                 room.give_back(taken)
             response = confirmed(client, spec, response)

@@ -13,6 +13,7 @@ from typing import Any, Self, get_type_hints
 
 from sqlalchemy import Column, Row
 
+from vod2s3.bandwidth.report import SendingReport
 from vod2s3.store.schema import uploads
 
 
@@ -34,6 +35,8 @@ def _converter(hint: Any) -> Callable[[Any], Any]:
         return lambda value: dict(value or {})
     if origin is tuple:
         return lambda value: tuple(value or ())
+    if origin is SendingReport:
+        return SendingReport.from_json
     return _keep
 
 
@@ -199,3 +202,4 @@ class WorkerRow(FromRow):
     last_heartbeat: datetime
     stopped: datetime | None
     stop_reason: str
+    sending: SendingReport  # as of its last heartbeat

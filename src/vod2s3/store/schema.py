@@ -77,6 +77,9 @@ accounts = Table(
     Column("addressing_style", String(8), nullable=True),
     Column("ca_bundle", Text, nullable=True),
     Column("payload_signing", String(8), nullable=True),
+    # Bytes per second this account may send from each worker process (migration 0013);
+    # NULL: no cap of its own (vod2s3/bandwidth/).
+    Column("max_bandwidth", BigInteger, nullable=True),
     Index("ix_accounts_last_claimed_id", "last_claimed", "id"),
 )
 
@@ -231,6 +234,9 @@ workers = Table(
     Column("stopped", DateTime, nullable=True),
     # "stopped" (its own shutdown) or "dead" (found gone by another worker).
     Column("stop_reason", String(32), nullable=False, default="", server_default=""),
+    # What the worker sends, as of its last heartbeat (vod2s3.bandwidth.report, migration
+    # 0013): the dashboard runs in another process and learns the rates from here.
+    Column("sending", JSON, nullable=True),
     Index("ix_workers_stopped", "stopped"),
 )
 

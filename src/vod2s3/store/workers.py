@@ -21,6 +21,7 @@ import socket
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
+    JSON,
     Connection,
     Engine,
     Insert,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     update,
 )
 
+from vod2s3.bandwidth.report import SendingReport
 from vod2s3.store.db import transaction
 from vod2s3.store.rows import WorkerRow
 from vod2s3.store.schema import uploads, workers
@@ -87,7 +89,12 @@ def _beat(kind: TimeKind) -> Update:
     return (
         update(workers)
         .where(workers.c.id == _ME)
-        .values(last_heartbeat=now_sql(kind), stopped=None, stop_reason="")
+        .values(
+            last_heartbeat=now_sql(kind),
+            stopped=None,
+            stop_reason="",
+            sending=bindparam("sending", type_=JSON()),
+        )
     )
 
 
@@ -150,10 +157,15 @@ class WorkerRegistry:
         with transaction(self._engine) as conn:
             return int(conn.execute(_register(self._time.kind), values).scalar_one())
 
-    def beat(self, worker_id: int) -> None:
-        """The worker is alive (and back, if it had been taken for dead)."""
+    def beat(self, worker_id: int, sending: SendingReport | None = None) -> None:
+        """The worker is alive (and back, if it had been taken for dead), and sends what
+        ``sending`` says."""
+        report = None if sending is None else sending.as_json()
         with transaction(self._engine) as conn:
-            conn.execute(_beat(self._time.kind), {_ME.key: worker_id, **self._time.bind()})
+            conn.execute(
+                _beat(self._time.kind),
+                {_ME.key: worker_id, "sending": report, **self._time.bind()},
+            )
 
     def stop(self, worker_id: int) -> None:
         with transaction(self._engine) as conn:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vod2s3.accounts import Account, AccountStore
+from vod2s3.bandwidth.uplink import AccountLimit
 from vod2s3.crypto import SecretBox
 from vod2s3.errors import DatabaseUnavailable, NotFound
 from vod2s3.s3 import S3Target
@@ -57,6 +58,18 @@ class AccountCache:
         except DatabaseUnavailable:
             cached = self._cache.get(account_id)
             return cached is not None and cached.account.disabled
+
+    def limit(self, account_id: int) -> AccountLimit:
+        """The account's cdn and own bandwidth cap, for the uplink budget: read again at
+        most once per ``ttl``, the last known while the database cannot answer."""
+        try:
+            account = self.get(account_id)
+        except DatabaseUnavailable:
+            cached = self._cache.get(account_id)
+            if cached is None:
+                raise
+            account = cached.account
+        return AccountLimit(account.cdn, account.max_bandwidth)
 
     def target(self, account: Account) -> S3Target:
         """The account's S3 settings with its secret decrypted."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from vod2s3.accounts import WAITING_WHILE_DISABLED, Account
+from vod2s3.bandwidth.uplink import Bandwidth
 from vod2s3.config import Settings
 from vod2s3.errors import DatabaseUnavailable, NotFound, SourceError
 from vod2s3.logs import upload_fields
@@ -63,6 +64,7 @@ class JobContext:
     shutting_down: threading.Event
     budget: PartBudget
     worker_name: str
+    bandwidth: Bandwidth
     metrics: Metrics = field(default_factory=Metrics)
 
 
@@ -266,23 +268,25 @@ def _send(
             parts_in_flight=ctx.settings.parts_in_flight,
             integrity=integrity.mode,
         )
-        outcome = upload(
-            ctx.integrity.client(target, integrity.mode),
-            target,
-            fd,
-            size,
-            object_spec(claimed),
-            tuning,
-            should_stop=lambda: (
-                not held.usable()
-                or ctx.shutting_down.is_set()
-                or ctx.accounts.disabled_now(account.id)
-            ),
-            journal=journal,
-            resume=resume_state(ctx, claimed, held),
-            budget=ctx.budget,
-            taken_over=claimed.attempts > 1,
-        )
+        with ctx.bandwidth.running(account.id):
+            outcome = upload(
+                ctx.integrity.client(target, integrity.mode),
+                target,
+                fd,
+                size,
+                object_spec(claimed),
+                tuning,
+                should_stop=lambda: (
+                    not held.usable()
+                    or ctx.shutting_down.is_set()
+                    or ctx.accounts.disabled_now(account.id)
+                ),
+                journal=journal,
+                resume=resume_state(ctx, claimed, held),
+                budget=ctx.budget,
+                taken_over=claimed.attempts > 1,
+                throttle=ctx.bandwidth.throttle_for(account.id),
+            )
     except AttemptFailure as failure:
         if not held.usable():
             _left_to_new_owner(ctx, claimed, "during the upload")

@@ -14,9 +14,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from vod2s3.bandwidth.report import SendingReport
 from vod2s3.store.outage import OutageLog
 from vod2s3.store.queue import LeaseQueue, margin_of
 from vod2s3.store.rows import Lease
@@ -56,7 +58,8 @@ class HeldLease:
 
 
 class LeaseKeeper:
-    """Renews all of a worker's leases with one statement, and keeps the worker alive."""
+    """Renews all of a worker's leases with one statement, and keeps the worker alive;
+    each heartbeat also records what the worker sends (``sending``) for the dashboard."""
 
     def __init__(
         self,
@@ -64,8 +67,10 @@ class LeaseKeeper:
         registry: WorkerRegistry,
         worker_id: int,
         lock: WorkerLock | None = None,
+        sending: Callable[[], SendingReport] = SendingReport,
     ) -> None:
         self._queue = queue
+        self._sending = sending
         self._registry = registry
         self._worker_id = worker_id
         self._lock = lock
@@ -99,7 +104,7 @@ class LeaseKeeper:
                 each.renewed(asked_at)
             else:
                 each.lose()
-        self._registry.beat(self._worker_id)
+        self._registry.beat(self._worker_id, self._sending())
 
     def run(self, stopping: threading.Event) -> None:
         """Until ``stopping``: hold the lock every tick, renew every third of a lease."""

@@ -39,6 +39,10 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
     return value
 
 
+# The settings whose value may instead be read from the file ``VOD2S3_<NAME>_FILE`` names.
+SECRET_FILE_SETTINGS = frozenset({"database_url", "operator_token", "metrics_token"})
+
+
 def _secret(env: Mapping[str, str], name: str) -> str:
     """``name``'s value, or the content of the file ``name``_FILE names: a container's
     secrets arrive as files (compose's and Kubernetes' ``secrets``), which keeps them out of

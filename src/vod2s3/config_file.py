@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from vod2s3.bandwidth.timetable import Timetable
-from vod2s3.config import Settings
+from vod2s3.config import SECRET_FILE_SETTINGS, Settings
 from vod2s3.crypto import SecretBox
 from vod2s3.errors import ConfigurationError
 
@@ -42,9 +42,14 @@ def load(environ: Mapping[str, str]) -> Configuration:
     sources: dict[str, Source] = {}
     for name in SETTING_NAMES:
         variable = PREFIX + name.upper()
+        # A secret's value may come from the file its _FILE variable names: that is the
+        # environment's too, and wins over the configuration file as the value itself does.
+        given = [variable]
+        if name in SECRET_FILE_SETTINGS:
+            given.append(variable + "_FILE")
         # An empty variable means "not set", as Settings.from_env has always read it.
-        if environ.get(variable, "").strip():
-            merged[variable] = environ[variable]
+        if any(environ.get(each, "").strip() for each in given):
+            merged.update({each: environ[each] for each in given if each in environ})
             sources[name] = "environment"
         elif name in from_file:
             merged[variable] = from_file[name]

@@ -56,6 +56,8 @@ def exported_metric_names() -> set[str]:
     # Labelled families without a default child show samples only once something is counted.
     metrics.upload_finished("completed", 12.0)
     metrics.api_request("aws.status", 200, {"aws.status"})
+    metrics.bytes_sent(7, 1024)
+    metrics.bandwidth_cap("worker", None, 10e6)
     text = metrics.exposition().decode()
     return {
         sample.name for family in text_string_to_metric_families(text) for sample in family.samples

@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import boto3  # noqa: E402
+from common import MIB, VOD2S3, make_source, run_command  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from tests.faultproxy import FaultProxy  # noqa: E402
 from tests.helpers import free_port, moto_server_process, wait_for_http  # noqa: E402
@@ -45,28 +46,11 @@ from tests.helpers import free_port, moto_server_process, wait_for_http  # noqa:
 from vod2s3.bandwidth import parse_rate  # noqa: E402
 from vod2s3.client import Vod2s3Client  # noqa: E402
 
-MIB = 1024 * 1024
-VOD2S3 = str(Path(sys.executable).parent / "vod2s3")
 WARM_UP = 5.0
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def make_source(path: Path, size: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    block = os.urandom(16 * MIB)
-    with path.open("wb") as handle:
-        written = 0
-        while written < size:
-            chunk = written.to_bytes(8, "big") + block[8 : min(len(block), size - written)]
-            handle.write(chunk)
-            written += len(chunk)
-
-
-def run(cmd: list[str], env: dict[str, str]) -> str:
-    return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
 
 
 @contextmanager
@@ -123,7 +107,7 @@ class Service:
             VOD2S3_POLL_INTERVAL="0.2",
             **worker_env,
         )
-        run([VOD2S3, "db", "upgrade"], self.env)
+        run_command([VOD2S3, "db", "upgrade"], self.env)
         port = free_port()
         stack.enter_context(
             process([VOD2S3, "api", "--port", str(port)], self.env, work / "api.log")
@@ -135,10 +119,10 @@ class Service:
         proxy = self.stack.enter_context(FaultProxy(self.endpoint))
         user = f"user{cdn}"
         made = json.loads(
-            run([VOD2S3, "accounts", "create", "--cdn", str(cdn), "--storage-user", user,
+            run_command([VOD2S3, "accounts", "create", "--cdn", str(cdn), "--storage-user", user,
                  "--json"], self.env)
         )  # fmt: skip
-        run([VOD2S3, "accounts", "set-aws", "--cdn", str(cdn), "--access-key-id", "bench",
+        run_command([VOD2S3, "accounts", "set-aws", "--cdn", str(cdn), "--access-key-id", "bench",
              "--secret-access-key", "bench", "--endpoint-url", proxy.url], self.env)  # fmt: skip
         return Vod2s3Client(self.url, cdn, made["api_key"], made["secret"]), proxy
 

@@ -148,3 +148,28 @@ class Server:
             self.popen.wait(timeout=10)
         finally:
             self._log.close()
+
+
+MIB = 1024 * 1024
+# The vod2s3 command of the interpreter running the benchmark (its virtualenv's).
+VOD2S3 = str(Path(sys.executable).parent / "vod2s3")
+
+
+def make_source(path: Path, size: int) -> None:
+    """A file of ``size`` random bytes at ``path``, kept if one of that size is there."""
+    if path.exists() and path.stat().st_size == size:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = os.urandom(16 * MIB)
+    with path.open("wb") as handle:
+        written = 0
+        while written < size:
+            # A varying prefix so that no two parts are the same bytes.
+            chunk = written.to_bytes(8, "big") + block[8 : min(len(block), size - written)]
+            handle.write(chunk)
+            written += len(chunk)
+
+
+def run_command(cmd: list[str], env: dict[str, str]) -> str:
+    """``cmd``'s standard output; its failure raises."""
+    return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout

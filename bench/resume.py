@@ -26,32 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import boto3  # noqa: E402
+from common import MIB, VOD2S3, make_source, run_command  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from tests.faultproxy import FaultProxy  # noqa: E402
 from tests.helpers import free_port, moto_server_process, wait_for_http  # noqa: E402
 
 from vod2s3.client import Vod2s3Client  # noqa: E402
-
-MIB = 1024 * 1024
-VOD2S3 = str(Path(sys.executable).parent / "vod2s3")
-
-
-def make_source(path: Path, size: int) -> None:
-    if path.exists() and path.stat().st_size == size:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    block = os.urandom(16 * MIB)
-    with path.open("wb") as handle:
-        written = 0
-        while written < size:
-            # A varying prefix so that no two parts are the same bytes.
-            chunk = written.to_bytes(8, "big") + block[8 : min(len(block), size - written)]
-            handle.write(chunk)
-            written += len(chunk)
-
-
-def run(cmd: list[str], env: dict[str, str]) -> str:
-    return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -90,14 +70,14 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             aws_access_key_id="bench",
             aws_secret_access_key="bench",
         ).create_bucket(Bucket="bench")
-        run([VOD2S3, "db", "upgrade"], env)
+        run_command([VOD2S3, "db", "upgrade"], env)
         account = json.loads(
-            run(
+            run_command(
                 [VOD2S3, "accounts", "create", "--cdn", "1", "--storage-user", "bench", "--json"],
                 env,
             )
         )
-        run(
+        run_command(
             [
                 VOD2S3,
                 "accounts",

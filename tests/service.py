@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -197,6 +198,19 @@ def worker_process(env: dict[str, str], log: Path, *args: str) -> Iterator[subpr
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=10)
+
+
+def stop_gracefully(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM, as systemd and the container runtime stop it; killed if it outlives
+    ``timeout``, so that a test never leaves a process behind."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def wait_until(proc: subprocess.Popen[bytes], log: Path, done: Callable[[], bool]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from cryptography.fernet import Fernet
 
 from tests.databases import KINDS, database_url
 from tests.helpers import free_port, wait_for_http
-from tests.service import VOD2S3, wait_until
+from tests.service import VOD2S3, stop_gracefully, wait_until
 from vod2s3.client import Vod2s3Client
 
 
@@ -42,13 +41,7 @@ def server(env: dict[str, str], log: Path, *args: str) -> Iterator[subprocess.Po
         try:
             yield proc
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_gracefully(proc)
 
 
 def key_file_lines(key_file: Path) -> list[str]:

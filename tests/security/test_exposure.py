@@ -28,7 +28,7 @@ from cryptography.fernet import Fernet
 from tests.envelopes import LEAK_MARKERS, envelope_of, ok, refused
 from tests.helpers import free_port, wait_for_http
 from tests.security.support import post_json, request_object, sign, signed_text
-from tests.service import RunningService
+from tests.service import RunningService, stop_gracefully
 from vod2s3.accounts import IssuedCredentials
 from vod2s3.jsonenc import php_json_encode
 
@@ -298,13 +298,7 @@ def serve(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Serve]:
             wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30, proc=proc)
             yield Serve(env, tmp_path, f"http://127.0.0.1:{port}/stable/", proc, log_path)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_gracefully(proc)
 
 
 def test_nothing_secret_leaks_from_vod2s3_serve_at_debug(

@@ -509,7 +509,7 @@ UPLOADER_SCRIPT = """\
 import os, sys
 from concurrent.futures import ThreadPoolExecutor
 from vod2s3.config import Settings
-from vod2s3.s3 import ObjectSpec, PartBudget, S3Target, UploadTuning, make_client, upload
+from vod2s3.s3 import ObjectSpec, S3Target, UploadTuning, make_client, upload
 endpoint, bucket, pairs = sys.argv[1], sys.argv[2], sys.argv[3:]
 settings = Settings.from_env(os.environ)
 target = S3Target("testing", "testing", "us-east-1", endpoint)
@@ -519,12 +519,11 @@ client = make_client(
     max_pool_connections=max(10, settings.worker_concurrency * settings.parts_in_flight),
 )
 tuning = UploadTuning(settings.multipart_threshold, settings.part_size, settings.parts_in_flight)
-budget = PartBudget(settings.parts_in_memory * settings.part_size)
 def send(path, key):
     fd = os.open(path, os.O_RDONLY)
     try:
         spec = ObjectSpec(bucket, key, "private", {}, "video/mp4")
-        upload(client, target, fd, os.fstat(fd).st_size, spec, tuning, budget=budget)
+        upload(client, target, fd, os.fstat(fd).st_size, spec, tuning)
     finally:
         os.close(fd)
 with ThreadPoolExecutor(settings.worker_concurrency) as pool:

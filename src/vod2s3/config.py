@@ -195,8 +195,8 @@ class Settings:
     multipart_threshold: int = 16 * MiB
     part_size: int = 16 * MiB
     parts_in_flight: int = 3
-    # Room for part buffers all of a worker's uploads share, in parts of part_size: memory
-    # stays near parts_in_memory x part_size however many uploads run (docs/benchmarks.md).
+    # Ignored since parts are sent from the file a block at a time (docs/decisions.md): it
+    # bounded a worker's part buffers. Still read, so configurations that set it start.
     parts_in_memory: int = 3
     # What each worker process may send per second, in all: a rate or a timetable
     # (vod2s3/bandwidth/timetable.py), shared between the accounts sending.

@@ -21,7 +21,6 @@ from vod2s3.clock import Clock, SystemClock
 from vod2s3.config import Settings
 from vod2s3.crypto import SecretBox, load_master_key, read_key_file
 from vod2s3.metrics import DatabaseReading, Metrics
-from vod2s3.s3 import PartBudget
 from vod2s3.store.answers import CommandAnswers
 from vod2s3.store.coverage import CoverageQueries
 from vod2s3.store.dashboard import DashboardQueries
@@ -199,7 +198,6 @@ class Runtime:
             ),
             keeper=LeaseKeeper(queue, registry, worker_id, lock, bandwidth.report),
             shutting_down=threading.Event(),
-            budget=PartBudget(settings.parts_in_memory * settings.part_size),
             worker_name=name,
             bandwidth=bandwidth,
             metrics=self.metrics,

@@ -32,7 +32,6 @@ from vod2s3.s3 import (
     AttemptFailure,
     MultipartProgress,
     ObjectSpec,
-    PartBudget,
     S3Target,
     SentPart,
     UploadOutcome,
@@ -1087,39 +1086,6 @@ def test_signed_bodies_are_hashed_by_botocores_own_signer(
     assert chosen("UploadPart") == signer
     assert chosen("CompleteMultipartUpload") is None
     assert chosen("HeadObject") is None
-
-
-def test_a_shared_part_budget_bounds_parts_across_concurrent_uploads(
-    client: Any, target: S3Target, s3_client: Any, bucket: str, tmp_path: Path
-) -> None:
-    """Two uploads of 3 whole 5 MiB parts each, 4 in flight each, share a budget of 2 parts'
-    bytes: never more than 2 parts are read and on the wire at once, and both complete."""
-    budget = PartBudget(2 * 5 * MIB)
-    on_the_wire = PartsOnTheWire(client, hold=0.1)
-    sources = []
-    for name in ("one", "two"):
-        path = tmp_path / f"{name}.mp4"
-        path.write_bytes(os.urandom(15 * MIB))
-        sources.append(path)
-    errors: list[BaseException] = []
-
-    def run(path: Path) -> None:
-        try:
-            send(client, target, path, spec(bucket, key=path.name), MULTIPART, budget=budget)
-        except BaseException as error:  # reported by the assertion below
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(path,)) for path in sources]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
-    assert 1 < on_the_wire.most <= 2
-    for path in sources:
-        body = s3_client.get_object(Bucket=bucket, Key=path.name)["Body"].read()
-        assert body == path.read_bytes()
 
 
 def test_a_takeover_aborts_strays_an_unrecorded_attempt_left(

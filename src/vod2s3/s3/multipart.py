@@ -1,13 +1,12 @@
 """A large file as a multipart upload: parts read and sent in parallel, then completed.
 
-Memory stays bounded: a part is read by the thread that sends it, and no more than
-``parts_in_flight`` parts are submitted at a time, so at most that many part buffers exist.
+Memory stays bounded: a part is read from the file block by block by the thread that sends
+it (s3/streamed.py), so a part in flight holds one block, not the part.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
@@ -16,8 +15,6 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vod2s3.s3.abort import abort_strays, abort_upload
-from vod2s3.s3.body import part_body
-from vod2s3.s3.budget import PartBudget, unlimited
 from vod2s3.s3.classify import classify
 from vod2s3.s3.failure import AttemptFailure, stopped
 from vod2s3.s3.integrity import (
@@ -26,13 +23,13 @@ from vod2s3.s3.integrity import (
     completed_part,
     create_params,
     mode_of,
-    part_check,
 )
 from vod2s3.s3.journal import MultipartProgress, SentPart, UploadJournal
 from vod2s3.s3.model import ObjectSpec, UploadTuning
 from vod2s3.s3.params import object_params, payer_params
 from vod2s3.s3.parts import MAX_PARTS, MIN_PART_SIZE, Part, part_size_for, plan_parts
 from vod2s3.s3.source import SourceFile
+from vod2s3.s3.streamed import streamed_body
 
 if TYPE_CHECKING:  # the stubs are a development dependency only
     from mypy_boto3_s3 import S3Client
@@ -51,18 +48,18 @@ class _Upload:
     throttle: Callable[[int], None] | None = None
 
     def send(self, part: Part) -> SentPart:
-        """Runs in a pool thread: read, checksum and send one part — unless the attempt
-        was told to stop (its lease is gone) while the part waited for its turn."""
+        """Runs in a pool thread: checksum one part in a pass over the file, then send it
+        from the file — unless the attempt was told to stop (its lease is gone) while the
+        part waited for its turn."""
         if self.should_stop():
             raise stopped()
-        data = self.source.read(part.offset, part.length)
-        value = part_check(self.mode, data)
+        value, body = streamed_body(self.source, part.offset, part.length, self.mode, self.throttle)
         response = self.client.upload_part(
             Bucket=self.spec.bucket,
             Key=self.spec.key,
             UploadId=self.upload_id,
             PartNumber=part.number,
-            Body=part_body(data, self.throttle),
+            Body=body,
             **body_params(self.mode, value),
             **payer_params(self.spec),
         )
@@ -92,7 +89,6 @@ def upload_multipart(
     should_stop: Callable[[], bool],
     journal: UploadJournal,
     resume: MultipartProgress | None = None,
-    budget: PartBudget | None = None,
     taken_over: bool = False,
     throttle: Callable[[int], None] | None = None,
 ) -> tuple[Mapping[str, Any], list[SentPart]]:
@@ -139,7 +135,6 @@ def upload_multipart(
             progress,
             should_stop,
             journal,
-            budget or unlimited(),
         )
         source.check()  # a change after the last part was read
         if should_stop():
@@ -234,7 +229,6 @@ def _send_parts(
     progress: Callable[[int], None],
     should_stop: Callable[[], bool],
     journal: UploadJournal,
-    budget: PartBudget,
 ) -> list[SentPart]:
     sent: list[SentPart] = []
     running: set[Future[SentPart]] = set()
@@ -247,25 +241,13 @@ def _send_parts(
                     _collect(running, sent, progress, journal)
                 if should_stop():
                     raise stopped()
-                taken = budget.take(part.length, should_stop)
-                try:
-                    future = pool.submit(upload.send, part)
-                except BaseException:
-                    budget.give_back(taken)
-                    raise
-                # The buffer is gone once S3 has answered, success or not.
-                future.add_done_callback(functools.partial(_give_back, budget, taken))
-                running.add(future)
+                running.add(pool.submit(upload.send, part))
             while running:
                 _collect(running, sent, progress, journal)
         except Exception:
             _settle(running, sent, progress, journal)
             raise
     return sorted(sent, key=lambda p: p.number)
-
-
-def _give_back(budget: PartBudget, taken: int, _done: Future[SentPart]) -> None:
-    budget.give_back(taken)
 
 
 def _collect(

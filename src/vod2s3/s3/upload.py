@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-from vod2s3.s3.budget import PartBudget, unlimited
 from vod2s3.s3.classify import classify
 from vod2s3.s3.confirm import confirmed
 from vod2s3.s3.failure import stopped
@@ -38,7 +37,6 @@ def upload(
     should_stop: Callable[[], bool] = lambda: False,
     journal: UploadJournal | None = None,
     resume: MultipartProgress | None = None,
-    budget: PartBudget | None = None,
     taken_over: bool = False,
     throttle: Callable[[int], None] | None = None,
 ) -> UploadOutcome:
@@ -54,7 +52,6 @@ def upload(
     journal recorded: see :mod:`vod2s3.s3.journal`. A journal that answers False stops the
     upload (a "Stopped" failure) without touching S3 state. Exceptions raised by the journal
     come back out unchanged too, and leave the upload to be resumed.
-    ``budget`` caps the part buffers this upload and others sharing it hold at once.
     ``taken_over``: an earlier attempt may have died between creating a multipart upload and
     recording it; before creating a new one, such strays of the same key are aborted.
     ``throttle(n)`` is called by each body just before it hands ``n`` bytes to the
@@ -79,7 +76,6 @@ def upload(
                 should_stop,
                 journal,
                 resume,
-                budget,
                 taken_over,
                 throttle,
             )
@@ -87,12 +83,7 @@ def upload(
             computed = composite(mode, [part.checksum for part in sent])
             checksum = final_checksum(mode, response, computed, parts=len(sent))
         else:
-            room = budget or unlimited()
-            taken = room.take(size, should_stop)
-            try:
-                response, computed = put_object(client, spec, source, size, mode, throttle)
-            finally:
-                room.give_back(taken)
+            response, computed = put_object(client, spec, source, size, mode, throttle)
             response = confirmed(client, spec, response)
             checksum = final_checksum(mode, response, computed)
             progress(size)

@@ -25,7 +25,6 @@ from vod2s3.s3 import (
     AttemptFailure,
     MultipartProgress,
     ObjectSpec,
-    PartBudget,
     SentPart,
     UploadTuning,
     abort_upload,
@@ -62,7 +61,6 @@ class JobContext:
     policy: RetryPolicy
     keeper: LeaseKeeper
     shutting_down: threading.Event
-    budget: PartBudget
     worker_name: str
     bandwidth: Bandwidth
     metrics: Metrics = field(default_factory=Metrics)
@@ -283,7 +281,6 @@ def _send(
                 ),
                 journal=journal,
                 resume=resume_state(ctx, claimed, held),
-                budget=ctx.budget,
                 taken_over=claimed.attempts > 1,
                 throttle=ctx.bandwidth.throttle_for(account.id),
             )

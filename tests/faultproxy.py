@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 __all__ = ["ACTIONS", "FaultProxy", "Rule", "Seen", "operation_of"]
 
-ACTIONS = frozenset({"status", "drop", "delay", "headers", "error_200", "corrupt"})
+ACTIONS = frozenset({"status", "drop", "delay", "headers", "error_200", "corrupt", "stall"})
 
 # Hop-by-hop headers (RFC 9110 section 7.6.1): meaningful for one connection only.
 _HOP_BY_HOP = frozenset(
@@ -63,6 +63,7 @@ _MESSAGES = {
 
 _MAX_LINE = 65536
 _BODY_PIECE = 64 * 1024  # request bodies are read, and their arrival noted, in pieces of this
+_STALL_POLL = 0.05  # seconds between looks at a stalled connection's client end
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,10 @@ class Rule:
       - ``corrupt``: forward the request with one byte of its body changed (the middle
         one), as a fault on the wire would: the store sees a body that does not match
         its check.
+      - ``stall``: stop reading the request body after its headers, and answer nothing:
+        the connection stays open, its buffers full, for ``delay`` seconds (0: until the
+        client resets it or the proxy stops), then it is dropped. Recorded (status 0,
+        ``body_bytes`` 0) as the stall begins.
     ``times`` is how many matching requests it fires on; -1 means every time.
     ``user_agent``, when set, limits the rule to requests whose User-Agent contains it (a
     worker's ``vod2s3-worker/<name>``, say: a fault for one worker only).
@@ -283,6 +288,34 @@ class _Handler(BaseHTTPRequestHandler):
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
         operation = operation_of(self.command, path, query)
         part_number = _part_number(query)
+        proxy._begin(operation)
+        try:
+            self._handle(seq, target, path, query, operation, part_number)
+        finally:
+            proxy._end(operation)
+
+    def _handle(
+        self,
+        seq: int,
+        target: str,
+        path: str,
+        query: dict[str, str],
+        operation: str,
+        part_number: int | None,
+    ) -> None:
+        proxy = self.server.proxy
+        # Matched before the body is read: a stall must not read it.
+        rule = proxy._match(operation, part_number, self.headers.get("User-Agent", ""))
+        action = rule.action if rule is not None else None
+        if rule is not None and action == "stall":
+            # Recorded as it begins: the client sees nothing until it gives up, and the
+            # test may look meanwhile.
+            proxy._record(
+                seq,
+                Seen(self.command, path, query, operation, part_number, 0, 0, self.user_agent),
+            )
+            self._stall(rule.delay)
+            return
         try:
             body, chunked = self._read_body()
         except _BadRequest:
@@ -308,8 +341,6 @@ class _Handler(BaseHTTPRequestHandler):
             )
             proxy._record(seq, seen)
 
-        rule = proxy._match(operation, part_number, self.headers.get("User-Agent", ""))
-        action = rule.action if rule is not None else None
         if rule is not None and action == "drop":
             record(0)
             self._drop()
@@ -451,6 +482,30 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True  # the client gave up (read timeout) or went away
 
+    @property
+    def user_agent(self) -> str:
+        return self.headers.get("User-Agent", "")
+
+    def _stall(self, hold: float) -> None:
+        """Read nothing more, for ``hold`` seconds (0: until the proxy stops), then drop the
+        connection. A reset from the client (it gave up) ends the stall early; a close does
+        not show while its unread body is in the way."""
+        self.close_connection = True
+        proxy = self.server.proxy
+        deadline = time.monotonic() + hold if hold > 0 else None
+        while not proxy._stopping.wait(_STALL_POLL):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            try:
+                if self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                    break
+            except BlockingIOError:
+                continue
+            except OSError:
+                break
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
     def _drop(self) -> None:
         self.close_connection = True
         with contextlib.suppress(OSError):
@@ -476,6 +531,8 @@ class FaultProxy:
         self._seen: list[tuple[int, Seen]] = []
         self._arrivals = 0
         self._handling = 0
+        self._by_operation: dict[str, int] = {}
+        self._most_by_operation: dict[str, int] = {}
         self._body_bytes: list[tuple[float, int]] = []  # (monotonic time, bytes so far)
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
@@ -570,6 +627,7 @@ class FaultProxy:
             self._rules.clear()
             self._seen.clear()
             self._body_bytes.clear()
+            self._most_by_operation = dict(self._by_operation)
 
     @property
     def seen(self) -> list[Seen]:
@@ -625,6 +683,22 @@ class FaultProxy:
     def _leave(self) -> None:
         with self._lock:
             self._handling -= 1
+
+    def _begin(self, operation: str) -> None:
+        with self._lock:
+            now = self._by_operation.get(operation, 0) + 1
+            self._by_operation[operation] = now
+            self._most_by_operation[operation] = max(now, self._most_by_operation.get(operation, 0))
+
+    def _end(self, operation: str) -> None:
+        with self._lock:
+            self._by_operation[operation] -= 1
+
+    def most_in_flight(self, operation: str) -> int:
+        """The most requests for ``operation`` that were in the proxy at once (arrived, not
+        yet answered, dropped or abandoned) since it started or was last cleared."""
+        with self._lock:
+            return self._most_by_operation.get(operation, 0)
 
     def in_flight(self) -> int:
         """Requests that arrived and are not yet answered, dropped or abandoned."""

@@ -55,6 +55,8 @@ EVERY_SETTING: dict[str, Any] = {
     "retry_base_delay": 0.5,
     "retry_max_delay": 60.0,
     "s3_connect_timeout": 2.0,
+    "s3_max_connections": 16,
+    "s3_max_connections_per_upload": 8,
     "s3_read_timeout": 20.0,
     "storage_root": "videos",
     "timestamp_window": 120,

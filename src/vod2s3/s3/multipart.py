@@ -7,8 +7,9 @@ it (s3/streamed.py), so a part in flight holds one block, not the part.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import FIRST_COMPLETED, Future, as_completed, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from vod2s3.s3.journal import MultipartProgress, SentPart, UploadJournal
 from vod2s3.s3.model import ObjectSpec, UploadTuning
 from vod2s3.s3.params import object_params, payer_params
 from vod2s3.s3.parts import MAX_PARTS, MIN_PART_SIZE, Part, part_size_for, plan_parts
+from vod2s3.s3.sending import Sender
 from vod2s3.s3.source import SourceFile
 from vod2s3.s3.streamed import streamed_body
 
@@ -91,6 +93,7 @@ def upload_multipart(
     resume: MultipartProgress | None = None,
     taken_over: bool = False,
     throttle: Callable[[int], None] | None = None,
+    sender: Sender | None = None,
 ) -> tuple[Mapping[str, Any], list[SentPart]]:
     """S3's CompleteMultipartUpload answer and the parts, in order.
 
@@ -98,6 +101,9 @@ def upload_multipart(
     (those that were in flight) are sent. A failure that makes the upload id useless (a
     permanent error, a changed source) aborts it; any other failure leaves it for the next
     attempt to resume, and the journal holds what it needs.
+
+    Parts go through ``sender`` (the worker's, shared by its uploads), at most
+    ``tuning.parts_in_flight`` of this upload at once.
     """
     mode: Mode = tuning.integrity  # type: ignore[assignment]
     upload, done = _resume(client, spec, source, size, resume, journal, should_stop, mode)
@@ -135,6 +141,8 @@ def upload_multipart(
             progress,
             should_stop,
             journal,
+            sender or Sender.fixed(tuning.parts_in_flight),
+            own_sender=sender is None,
         )
         source.check()  # a change after the last part was read
         if should_stop():
@@ -229,24 +237,27 @@ def _send_parts(
     progress: Callable[[int], None],
     should_stop: Callable[[], bool],
     journal: UploadJournal,
+    sender: Sender,
+    own_sender: bool,
 ) -> list[SentPart]:
     sent: list[SentPart] = []
     running: set[Future[SentPart]] = set()
-    # Leaving this block, on failure too, waits for the parts still on the wire, so none can
-    # land after the caller's abort.
-    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="s3-part") as pool:
-        try:
-            for part in parts:
-                while len(running) >= in_flight:
-                    _collect(running, sent, progress, journal)
-                if should_stop():
-                    raise stopped()
-                running.add(pool.submit(upload.send, part))
-            while running:
+    try:
+        for part in parts:
+            while len(running) >= in_flight:
                 _collect(running, sent, progress, journal)
-        except Exception:
-            _settle(running, sent, progress, journal)
-            raise
+            if should_stop():
+                raise stopped()
+            running.add(sender.submit(functools.partial(upload.send, part), should_stop))
+        while running:
+            _collect(running, sent, progress, journal)
+    except Exception:
+        # Waits for the parts still on the wire, so none can land after the caller's abort.
+        _settle(running, sent, progress, journal)
+        raise
+    finally:
+        if own_sender:
+            sender.close()
     return sorted(sent, key=lambda p: p.number)
 
 

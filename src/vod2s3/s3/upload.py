@@ -16,6 +16,7 @@ from vod2s3.s3.params import sent_options
 from vod2s3.s3.parts import MAX_PUT_SIZE
 from vod2s3.s3.put import put_object
 from vod2s3.s3.results import build_results, response_status
+from vod2s3.s3.sending import Sender
 from vod2s3.s3.source import SourceFile
 from vod2s3.s3.urls import object_url
 
@@ -39,6 +40,7 @@ def upload(
     resume: MultipartProgress | None = None,
     taken_over: bool = False,
     throttle: Callable[[int], None] | None = None,
+    sender: Sender | None = None,
 ) -> UploadOutcome:
     """Upload ``size`` bytes of ``fd`` as ``spec``; raise :class:`AttemptFailure` on failure.
 
@@ -56,6 +58,9 @@ def upload(
     recording it; before creating a new one, such strays of the same key are aborted.
     ``throttle(n)`` is called by each body just before it hands ``n`` bytes to the
     connection, on the sending thread; it returns once they may go (the uplink budget).
+    ``sender``: the worker's sending threads and connection limit, shared by its uploads
+    (s3/sending.py); without it, the upload sends ``tuning.parts_in_flight`` at a time on
+    threads of its own.
     """
     mode: Mode = tuning.integrity  # type: ignore[assignment]  # checked by UploadTuning
     journal = _CarriedJournal(journal or NoJournal())
@@ -77,13 +82,19 @@ def upload(
                 journal,
                 resume,
                 taken_over,
-                throttle,
+                throttle if sender is None else sender.counted(throttle),
+                sender,
             )
             response = confirmed(client, spec, response)
             computed = composite(mode, [part.checksum for part in sent])
             checksum = final_checksum(mode, response, computed, parts=len(sent))
         else:
-            response, computed = put_object(client, spec, source, size, mode, throttle)
+            if sender is None:
+                response, computed = put_object(client, spec, source, size, mode, throttle)
+            else:
+                with sender.slot(should_stop):
+                    counted = sender.counted(throttle)
+                    response, computed = put_object(client, spec, source, size, mode, counted)
             response = confirmed(client, spec, response)
             checksum = final_checksum(mode, response, computed)
             progress(size)

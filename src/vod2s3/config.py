@@ -206,6 +206,9 @@ class Settings:
     # a few and grows while throughput rises, up to these (s3/concurrency.py).
     s3_max_connections: int = 64
     s3_max_connections_per_upload: int = 32
+    # Seconds a connection may go without the store taking any of a request body's bytes
+    # before it is abandoned and the part sent again (s3/client.py).
+    stall_seconds: float = 30.0
     s3_connect_timeout: float = 10.0
     s3_read_timeout: float = 60.0
     # SHA-256 signing of every body byte: "auto" signs over plain http only (over https the
@@ -268,6 +271,7 @@ class Settings:
                 env, "VOD2S3_S3_CONNECT_TIMEOUT", default.s3_connect_timeout, 0.1
             ),
             s3_read_timeout=_float(env, "VOD2S3_S3_READ_TIMEOUT", default.s3_read_timeout, 0.1),
+            stall_seconds=_float(env, "VOD2S3_STALL_SECONDS", default.stall_seconds, 0.5),
             payload_signing=_choice(
                 env, "VOD2S3_PAYLOAD_SIGNING", default.payload_signing, PAYLOAD_SIGNING_MODES
             ),

@@ -182,6 +182,7 @@ class Runtime:
             # worker may send at once, and for each upload's own (CreateMultipartUpload...).
             pool_size=max(10, settings.s3_max_connections + concurrency),
             user_agent_extra=f"vod2s3-worker/{name}",
+            stall_seconds=settings.stall_seconds,
         )
         accounts = AccountCache(self.accounts, self.box)
         bandwidth = Bandwidth(settings.max_bandwidth, accounts.limit, self.metrics)

@@ -58,6 +58,7 @@ EVERY_SETTING: dict[str, Any] = {
     "s3_max_connections": 16,
     "s3_max_connections_per_upload": 8,
     "s3_read_timeout": 20.0,
+    "stall_seconds": 12.5,
     "storage_root": "videos",
     "timestamp_window": 120,
     "trusted_proxies": ["127.0.0.1", "::1"],

@@ -371,3 +371,34 @@ def test_one_large_file_goes_over_more_than_three_connections_at_default_setting
     assert h.proxy.most_in_flight("UploadPart") > 3
     assert sorted(h.proxy.part_numbers()) == list(range(1, 10))
     assert stored(s3_client, h.bucket) == data
+
+
+def test_a_stalled_part_is_abandoned_and_the_upload_completes(
+    start: Callable[..., Harness], s3_client: Any
+) -> None:
+    """The proxy stops reading part 2's body. With VOD2S3_STALL_SECONDS=1 the worker gives
+    that connection up long before its 60 s timeouts, and part 2 goes again, on a fresh
+    connection, in the next attempt."""
+    h = start(
+        part_size=16 * MiB,  # more than the loopback socket buffers hold
+        stall_seconds=1.0,
+        s3_connect_timeout=60.0,
+        s3_read_timeout=60.0,
+    )
+    data = os.urandom(33 * MiB)  # parts of 16, 16 and 1 MiB
+    upload_id = h.queue(data)
+    h.proxy.add_rule(Rule(operation="UploadPart", part_number=2, action="stall"))
+    drained: list[int] = []
+    worker = threading.Thread(target=lambda: drained.append(h.service.drain()), daemon=True)
+
+    worker.start()
+    worker.join(timeout=45)  # a hang until the 60 s timeouts fails here instead
+
+    assert drained == [2]  # two attempts ran
+    record = h.api.get(upload_id)
+    assert record["state"] == "completed", record["message"]
+    assert record["attempts"] == 2
+    assert counts(h.proxy.part_numbers()) == {1: 1, 2: 2, 3: 1}
+    assert [s.status for s in h.proxy.seen if s.part_number == 2] == [0, 200]
+    assert stored(s3_client, h.bucket) == data
+    assert open_uploads(s3_client, h.bucket) == []

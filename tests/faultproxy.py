@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 __all__ = ["ACTIONS", "FaultProxy", "Rule", "Seen", "operation_of"]
 
-ACTIONS = frozenset({"status", "drop", "delay", "headers", "error_200", "corrupt", "stall"})
+ACTIONS = frozenset({"status", "drop", "delay", "headers", "error_200", "corrupt", "stall", "slow"})
 
 # Hop-by-hop headers (RFC 9110 section 7.6.1): meaningful for one connection only.
 _HOP_BY_HOP = frozenset(
@@ -162,6 +162,8 @@ class Rule:
         the connection stays open, its buffers full, for ``delay`` seconds (0: until the
         client resets it or the proxy stops), then it is dropped. Recorded (status 0,
         ``body_bytes`` 0) as the stall begins.
+      - ``slow``: read the request body at ``rate`` bytes a second (a slow link), then
+        forward it.
     ``times`` is how many matching requests it fires on; -1 means every time.
     ``user_agent``, when set, limits the rule to requests whose User-Agent contains it (a
     worker's ``vod2s3-worker/<name>``, say: a fault for one worker only).
@@ -176,6 +178,7 @@ class Rule:
     headers: Mapping[str, str] = field(default_factory=dict)
     times: int = 1
     user_agent: str | None = None
+    rate: int = 0  # bytes per second, for "slow"
 
 
 @dataclass
@@ -238,7 +241,17 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, proxy: FaultProxy) -> None:
         self.proxy = proxy
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", 0), _Handler, bind_and_activate=False)
+        if proxy.receive_buffer:
+            # Set on the listening socket, so accepted ones start with it (and with a window
+            # scale to match).
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, proxy.receive_buffer)
+        try:
+            self.server_bind()
+            self.server_activate()
+        except BaseException:
+            self.server_close()
+            raise
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup: skip it.
@@ -256,6 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     timeout = 60.0  # idle keep-alive connections end after this
     server: _Server
+    _pace = 0  # bytes per second the body is read at; 0: as fast as it comes
 
     def setup(self) -> None:
         super().setup()
@@ -316,6 +330,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._stall(rule.delay)
             return
+        self._pace = rule.rate if rule is not None and action == "slow" else 0
         try:
             body, chunked = self._read_body()
         except _BadRequest:
@@ -392,6 +407,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not piece:
                 raise _ClientGone
             self.server.proxy._body_received(len(piece))
+            if self._pace and not self.server.proxy._sleep(len(piece) / self._pace):
+                raise _ClientGone  # the proxy is stopping
             pieces.append(piece)
             left -= len(piece)
         return b"".join(pieces)
@@ -515,7 +532,13 @@ class _Handler(BaseHTTPRequestHandler):
 class FaultProxy:
     """A reverse proxy on 127.0.0.1 (a free port) in front of ``upstream``."""
 
-    def __init__(self, upstream: str, *, upstream_timeout: float = 60.0) -> None:
+    def __init__(
+        self, upstream: str, *, upstream_timeout: float = 60.0, receive_buffer: int = 0
+    ) -> None:
+        """``receive_buffer``: SO_RCVBUF of the connections it accepts (0: the system's), so
+        that a slow reader does not take megabytes into its buffers first, as a slow
+        link's far end would not."""
+        self.receive_buffer = receive_buffer
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname or parts.port is None:
             raise ValueError(f"upstream must look like http://127.0.0.1:PORT, not {upstream!r}")
@@ -610,6 +633,8 @@ class FaultProxy:
             raise ValueError(f"times must be -1 (every time) or >= 0, not {rule.times}")
         if rule.delay < 0:
             raise ValueError(f"delay must be >= 0, not {rule.delay}")
+        if rule.action == "slow" and rule.rate <= 0:
+            raise ValueError(f"a slow rule needs a rate > 0, not {rule.rate}")
         for name, value in rule.headers.items():
             if any(c in name + value for c in "\r\n") or not name or ":" in name:
                 raise ValueError(f"invalid header {name!r}: {value!r}")
@@ -693,6 +718,11 @@ class FaultProxy:
     def _end(self, operation: str) -> None:
         with self._lock:
             self._by_operation[operation] -= 1
+
+    def in_flight_of(self, operation: str) -> int:
+        """Requests for ``operation`` in the proxy now."""
+        with self._lock:
+            return self._by_operation.get(operation, 0)
 
     def most_in_flight(self, operation: str) -> int:
         """The most requests for ``operation`` that were in the proxy at once (arrived, not

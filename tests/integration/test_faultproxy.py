@@ -103,6 +103,8 @@ def test_bad_rules_are_refused() -> None:
         proxy.add_rule(Rule(times=-2))
     with pytest.raises(ValueError, match="header"):
         proxy.add_rule(Rule(action="headers", headers={"x-a": "1\r\nx-b: 2"}))
+    with pytest.raises(ValueError, match="rate"):
+        proxy.add_rule(Rule(action="slow"))
     with pytest.raises(RuntimeError, match="not started"):
         _ = proxy.url
 
@@ -418,3 +420,18 @@ def test_most_in_flight_counts_requests_held_at_once_by_operation(
     assert proxy.most_in_flight("UploadPart") == 0
     proxy.clear()
     assert proxy.most_in_flight("PutObject") == 0
+
+
+def test_slow_reads_the_body_at_the_rate_and_forwards_it(
+    proxy: FaultProxy, client: Any, bucket: str, s3_client: Any
+) -> None:
+    proxy.add_rule(Rule(operation="PutObject", action="slow", rate=256 * 1024))
+    data = os.urandom(512 * 1024)
+
+    client.put_object(Bucket=bucket, Key="slow", Body=data)
+
+    arrivals = proxy.body_bytes()
+    assert arrivals[-1][0] - arrivals[0][0] >= 1.0  # 8 pieces of 64 KiB, each paid for
+    assert statuses(proxy, "PutObject") == [200]
+    assert proxy.in_flight_of("PutObject") == 0
+    assert s3_client.get_object(Bucket=bucket, Key="slow")["Body"].read() == data

@@ -83,6 +83,7 @@ def test_when_throughput_stops_rising_it_steps_back_to_the_best_limit_and_holds(
     assert run.window(10e6) == 6
     assert run.window(20e6) == 9
     assert run.window(20.5e6) == 6  # 9 bought nothing over 6: back to 6
+    assert run.window(20e6) == 6  # 9 were still in flight as it began: it measured 9
 
     held = [run.window(20e6) for _ in range(HOLD_WINDOWS - 1)]
 
@@ -95,7 +96,7 @@ def test_a_probe_that_pays_keeps_growing() -> None:
     run.window(10e6)
     run.window(20e6)
     run.window(20e6)  # back to 6, holding
-    for _ in range(HOLD_WINDOWS):
+    for _ in range(HOLD_WINDOWS + 1):  # one more: the window the 9 requests drained in
         run.window(20e6)
     assert run.controller.limit == 9
 
@@ -147,3 +148,21 @@ def test_slow_down_never_goes_below_the_minimum() -> None:
 def test_rules_that_cannot_work_are_refused(rules: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=r"minimum|window"):
         ConcurrencyRules(**rules)  # type: ignore[arg-type]
+
+
+def test_windows_with_more_in_flight_than_the_limit_measure_nothing() -> None:
+    """After a step back, the requests already sent run on: until they drain, a window
+    measures the old number of connections, and the hold waits for them."""
+    run = Run()
+    run.window(10e6)
+    run.window(20e6)
+    assert run.window(20e6) == 6  # back to 6; the 9 requests sent are still in flight
+
+    for _ in range(HOLD_WINDOWS + 2):
+        run.controller.in_flight(9, run.now)
+        run.now += WINDOW
+        run.controller.sent(10**6, run.now)
+    assert run.controller.limit == 6  # the hold has not even begun
+    held = [run.window(20e6) for _ in range(HOLD_WINDOWS + 1)]
+
+    assert held == [6] * HOLD_WINDOWS + [9]  # the first drained the 9

@@ -45,7 +45,10 @@ class ConcurrencyController:
       the best seen so far by RISE: the best is now this limit; grow by half (at least 1);
     - it was in use and throughput did not rise: go back to the best limit and hold it for
       HOLD_WINDOWS windows (measuring it afresh), then probe again by growing;
-    - it was not in use: nothing was learnt about more connections; keep the limit.
+    - it was not in use: nothing was learnt about more connections; keep the limit;
+    - more requests than the limit were in flight (after a step back or a halving, the
+      requests already sent run on; a part can take many windows on a slow link): the
+      window measured the old number, not this one; keep the limit and wait.
 
     A slow-down halves the limit at once and forgets the best throughput (the store's
     capacity, not the link's, is the bound now). The requests in flight when the store
@@ -88,7 +91,7 @@ class ConcurrencyController:
         if elapsed < self.rules.window:
             return
         rate = self._bytes / elapsed
-        if self._busiest >= self.limit:
+        if self._busiest == self.limit:
             self._decide(rate)
         self._new_window(now)
 

@@ -509,22 +509,24 @@ UPLOADER_SCRIPT = """\
 import os, sys
 from concurrent.futures import ThreadPoolExecutor
 from vod2s3.config import Settings
-from vod2s3.s3 import ObjectSpec, PartBudget, S3Target, UploadTuning, make_client, upload
+from vod2s3.s3 import ObjectSpec, S3Target, UploadTuning, make_client, upload
+from vod2s3.s3.sending import Sender
+from vod2s3.worker.job import connection_rules, per_upload_limit
 endpoint, bucket, pairs = sys.argv[1], sys.argv[2], sys.argv[3:]
 settings = Settings.from_env(os.environ)
 target = S3Target("testing", "testing", "us-east-1", endpoint)
 client = make_client(
     target,
     payload_signing=settings.payload_signing,
-    max_pool_connections=max(10, settings.worker_concurrency * settings.parts_in_flight),
+    max_pool_connections=max(10, settings.s3_max_connections + settings.worker_concurrency),
 )
-tuning = UploadTuning(settings.multipart_threshold, settings.part_size, settings.parts_in_flight)
-budget = PartBudget(settings.parts_in_memory * settings.part_size)
+tuning = UploadTuning(settings.multipart_threshold, settings.part_size, per_upload_limit(settings))
+sender = Sender(connection_rules(settings))
 def send(path, key):
     fd = os.open(path, os.O_RDONLY)
     try:
         spec = ObjectSpec(bucket, key, "private", {}, "video/mp4")
-        upload(client, target, fd, os.fstat(fd).st_size, spec, tuning, budget=budget)
+        upload(client, target, fd, os.fstat(fd).st_size, spec, tuning, sender=sender)
     finally:
         os.close(fd)
 with ThreadPoolExecutor(settings.worker_concurrency) as pool:

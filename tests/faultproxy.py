@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 __all__ = ["ACTIONS", "FaultProxy", "Rule", "Seen", "operation_of"]
 
-ACTIONS = frozenset({"status", "drop", "delay", "headers", "error_200", "corrupt"})
+ACTIONS = frozenset({"status", "drop", "delay", "headers", "error_200", "corrupt", "stall", "slow"})
 
 # Hop-by-hop headers (RFC 9110 section 7.6.1): meaningful for one connection only.
 _HOP_BY_HOP = frozenset(
@@ -63,6 +63,7 @@ _MESSAGES = {
 
 _MAX_LINE = 65536
 _BODY_PIECE = 64 * 1024  # request bodies are read, and their arrival noted, in pieces of this
+_STALL_POLL = 0.05  # seconds between looks at a stalled connection's client end
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,12 @@ class Rule:
       - ``corrupt``: forward the request with one byte of its body changed (the middle
         one), as a fault on the wire would: the store sees a body that does not match
         its check.
+      - ``stall``: stop reading the request body after its headers, and answer nothing:
+        the connection stays open, its buffers full, for ``delay`` seconds (0: until the
+        client resets it or the proxy stops), then it is dropped. Recorded (status 0,
+        ``body_bytes`` 0) as the stall begins.
+      - ``slow``: read the request body at ``rate`` bytes a second (a slow link), then
+        forward it.
     ``times`` is how many matching requests it fires on; -1 means every time.
     ``user_agent``, when set, limits the rule to requests whose User-Agent contains it (a
     worker's ``vod2s3-worker/<name>``, say: a fault for one worker only).
@@ -171,6 +178,7 @@ class Rule:
     headers: Mapping[str, str] = field(default_factory=dict)
     times: int = 1
     user_agent: str | None = None
+    rate: int = 0  # bytes per second, for "slow"
 
 
 @dataclass
@@ -233,7 +241,17 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, proxy: FaultProxy) -> None:
         self.proxy = proxy
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", 0), _Handler, bind_and_activate=False)
+        if proxy.receive_buffer:
+            # Set on the listening socket, so accepted ones start with it (and with a window
+            # scale to match).
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, proxy.receive_buffer)
+        try:
+            self.server_bind()
+            self.server_activate()
+        except BaseException:
+            self.server_close()
+            raise
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup: skip it.
@@ -251,6 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     timeout = 60.0  # idle keep-alive connections end after this
     server: _Server
+    _pace = 0  # bytes per second the body is read at; 0: as fast as it comes
 
     def setup(self) -> None:
         super().setup()
@@ -283,6 +302,35 @@ class _Handler(BaseHTTPRequestHandler):
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
         operation = operation_of(self.command, path, query)
         part_number = _part_number(query)
+        proxy._begin(operation)
+        try:
+            self._handle(seq, target, path, query, operation, part_number)
+        finally:
+            proxy._end(operation)
+
+    def _handle(
+        self,
+        seq: int,
+        target: str,
+        path: str,
+        query: dict[str, str],
+        operation: str,
+        part_number: int | None,
+    ) -> None:
+        proxy = self.server.proxy
+        # Matched before the body is read: a stall must not read it.
+        rule = proxy._match(operation, part_number, self.headers.get("User-Agent", ""))
+        action = rule.action if rule is not None else None
+        if rule is not None and action == "stall":
+            # Recorded as it begins: the client sees nothing until it gives up, and the
+            # test may look meanwhile.
+            proxy._record(
+                seq,
+                Seen(self.command, path, query, operation, part_number, 0, 0, self.user_agent),
+            )
+            self._stall(rule.delay)
+            return
+        self._pace = rule.rate if rule is not None and action == "slow" else 0
         try:
             body, chunked = self._read_body()
         except _BadRequest:
@@ -308,8 +356,6 @@ class _Handler(BaseHTTPRequestHandler):
             )
             proxy._record(seq, seen)
 
-        rule = proxy._match(operation, part_number, self.headers.get("User-Agent", ""))
-        action = rule.action if rule is not None else None
         if rule is not None and action == "drop":
             record(0)
             self._drop()
@@ -361,6 +407,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not piece:
                 raise _ClientGone
             self.server.proxy._body_received(len(piece))
+            if self._pace and not self.server.proxy._sleep(len(piece) / self._pace):
+                raise _ClientGone  # the proxy is stopping
             pieces.append(piece)
             left -= len(piece)
         return b"".join(pieces)
@@ -451,6 +499,30 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True  # the client gave up (read timeout) or went away
 
+    @property
+    def user_agent(self) -> str:
+        return self.headers.get("User-Agent", "")
+
+    def _stall(self, hold: float) -> None:
+        """Read nothing more, for ``hold`` seconds (0: until the proxy stops), then drop the
+        connection. A reset from the client (it gave up) ends the stall early; a close does
+        not show while its unread body is in the way."""
+        self.close_connection = True
+        proxy = self.server.proxy
+        deadline = time.monotonic() + hold if hold > 0 else None
+        while not proxy._stopping.wait(_STALL_POLL):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            try:
+                if self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                    break
+            except BlockingIOError:
+                continue
+            except OSError:
+                break
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
     def _drop(self) -> None:
         self.close_connection = True
         with contextlib.suppress(OSError):
@@ -460,7 +532,13 @@ class _Handler(BaseHTTPRequestHandler):
 class FaultProxy:
     """A reverse proxy on 127.0.0.1 (a free port) in front of ``upstream``."""
 
-    def __init__(self, upstream: str, *, upstream_timeout: float = 60.0) -> None:
+    def __init__(
+        self, upstream: str, *, upstream_timeout: float = 60.0, receive_buffer: int = 0
+    ) -> None:
+        """``receive_buffer``: SO_RCVBUF of the connections it accepts (0: the system's), so
+        that a slow reader does not take megabytes into its buffers first, as a slow
+        link's far end would not."""
+        self.receive_buffer = receive_buffer
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname or parts.port is None:
             raise ValueError(f"upstream must look like http://127.0.0.1:PORT, not {upstream!r}")
@@ -476,6 +554,8 @@ class FaultProxy:
         self._seen: list[tuple[int, Seen]] = []
         self._arrivals = 0
         self._handling = 0
+        self._by_operation: dict[str, int] = {}
+        self._most_by_operation: dict[str, int] = {}
         self._body_bytes: list[tuple[float, int]] = []  # (monotonic time, bytes so far)
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
@@ -553,6 +633,8 @@ class FaultProxy:
             raise ValueError(f"times must be -1 (every time) or >= 0, not {rule.times}")
         if rule.delay < 0:
             raise ValueError(f"delay must be >= 0, not {rule.delay}")
+        if rule.action == "slow" and rule.rate <= 0:
+            raise ValueError(f"a slow rule needs a rate > 0, not {rule.rate}")
         for name, value in rule.headers.items():
             if any(c in name + value for c in "\r\n") or not name or ":" in name:
                 raise ValueError(f"invalid header {name!r}: {value!r}")
@@ -570,6 +652,7 @@ class FaultProxy:
             self._rules.clear()
             self._seen.clear()
             self._body_bytes.clear()
+            self._most_by_operation = dict(self._by_operation)
 
     @property
     def seen(self) -> list[Seen]:
@@ -625,6 +708,27 @@ class FaultProxy:
     def _leave(self) -> None:
         with self._lock:
             self._handling -= 1
+
+    def _begin(self, operation: str) -> None:
+        with self._lock:
+            now = self._by_operation.get(operation, 0) + 1
+            self._by_operation[operation] = now
+            self._most_by_operation[operation] = max(now, self._most_by_operation.get(operation, 0))
+
+    def _end(self, operation: str) -> None:
+        with self._lock:
+            self._by_operation[operation] -= 1
+
+    def in_flight_of(self, operation: str) -> int:
+        """Requests for ``operation`` in the proxy now."""
+        with self._lock:
+            return self._by_operation.get(operation, 0)
+
+    def most_in_flight(self, operation: str) -> int:
+        """The most requests for ``operation`` that were in the proxy at once (arrived, not
+        yet answered, dropped or abandoned) since it started or was last cleared."""
+        with self._lock:
+            return self._most_by_operation.get(operation, 0)
 
     def in_flight(self) -> int:
         """Requests that arrived and are not yet answered, dropped or abandoned."""

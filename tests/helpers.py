@@ -105,3 +105,16 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self._now += seconds
+
+
+class BytesSource:
+    """Bytes in memory where a body reads its part from (s3/body.py's RangeSource), counting
+    the bytes read."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.bytes_read = 0
+
+    def read(self, offset: int, length: int) -> bytes:
+        self.bytes_read += length
+        return self.data[offset : offset + length]

@@ -194,13 +194,21 @@ class Settings:
     poll_interval: float = 1.0
     multipart_threshold: int = 16 * MiB
     part_size: int = 16 * MiB
-    parts_in_flight: int = 3
-    # Room for part buffers all of a worker's uploads share, in parts of part_size: memory
-    # stays near parts_in_memory x part_size however many uploads run (docs/benchmarks.md).
+    # A cap on one upload's requests in flight; 0: none but s3_max_connections_per_upload.
+    parts_in_flight: int = 0
+    # Ignored since parts are sent from the file a block at a time (docs/decisions.md): it
+    # bounded a worker's part buffers. Still read, so configurations that set it start.
     parts_in_memory: int = 3
     # What each worker process may send per second, in all: a rate or a timetable
     # (vod2s3/bandwidth/timetable.py), shared between the accounts sending.
     max_bandwidth: Timetable = NO_CAP
+    # Requests a worker process sends at once, in all and for one upload: the limit starts at
+    # a few and grows while throughput rises, up to these (s3/concurrency.py).
+    s3_max_connections: int = 64
+    s3_max_connections_per_upload: int = 32
+    # Seconds a connection may go without the store taking any of a request body's bytes
+    # before it is abandoned and the part sent again (s3/client.py).
+    stall_seconds: float = 30.0
     s3_connect_timeout: float = 10.0
     s3_read_timeout: float = 60.0
     # SHA-256 signing of every body byte: "auto" signs over plain http only (over https the
@@ -263,6 +271,7 @@ class Settings:
                 env, "VOD2S3_S3_CONNECT_TIMEOUT", default.s3_connect_timeout, 0.1
             ),
             s3_read_timeout=_float(env, "VOD2S3_S3_READ_TIMEOUT", default.s3_read_timeout, 0.1),
+            stall_seconds=_float(env, "VOD2S3_STALL_SECONDS", default.stall_seconds, 0.5),
             payload_signing=_choice(
                 env, "VOD2S3_PAYLOAD_SIGNING", default.payload_signing, PAYLOAD_SIGNING_MODES
             ),
@@ -270,7 +279,16 @@ class Settings:
                 env, "VOD2S3_MULTIPART_THRESHOLD", default.multipart_threshold, 5 * MiB
             ),
             part_size=_int(env, "VOD2S3_PART_SIZE", default.part_size, 5 * MiB),
-            parts_in_flight=_int(env, "VOD2S3_PARTS_IN_FLIGHT", default.parts_in_flight, 1),
+            parts_in_flight=_int(env, "VOD2S3_PARTS_IN_FLIGHT", default.parts_in_flight, 0),
+            s3_max_connections=_int(
+                env, "VOD2S3_S3_MAX_CONNECTIONS", default.s3_max_connections, 1
+            ),
+            s3_max_connections_per_upload=_int(
+                env,
+                "VOD2S3_S3_MAX_CONNECTIONS_PER_UPLOAD",
+                default.s3_max_connections_per_upload,
+                1,
+            ),
             parts_in_memory=_int(env, "VOD2S3_PARTS_IN_MEMORY", default.parts_in_memory, 1),
             max_bandwidth=_max_bandwidth(env),
             integrity=_choice(env, "VOD2S3_INTEGRITY", default.integrity, INTEGRITY_MODES),

@@ -21,7 +21,7 @@ from vod2s3.clock import Clock, SystemClock
 from vod2s3.config import Settings
 from vod2s3.crypto import SecretBox, load_master_key, read_key_file
 from vod2s3.metrics import DatabaseReading, Metrics
-from vod2s3.s3 import PartBudget
+from vod2s3.s3.sending import Sender
 from vod2s3.store.answers import CommandAnswers
 from vod2s3.store.coverage import CoverageQueries
 from vod2s3.store.dashboard import DashboardQueries
@@ -37,7 +37,7 @@ from vod2s3.store.workers import WorkerLock, WorkerRegistry
 from vod2s3.worker.accounts import AccountCache
 from vod2s3.worker.clients import ClientCache
 from vod2s3.worker.integrity import IntegrityChooser
-from vod2s3.worker.job import JobContext
+from vod2s3.worker.job import JobContext, connection_rules
 from vod2s3.worker.leases import LeaseKeeper
 from vod2s3.worker.loop import Worker, new_owner_id
 from vod2s3.worker.regions import BucketRegions
@@ -178,8 +178,11 @@ class Runtime:
             settings.s3_connect_timeout,
             settings.s3_read_timeout,
             settings.payload_signing,
-            pool_size=max(10, concurrency * settings.parts_in_flight),
+            # urllib3 throws away connections beyond its pool: room for every request the
+            # worker may send at once, and for each upload's own (CreateMultipartUpload...).
+            pool_size=max(10, settings.s3_max_connections + concurrency),
             user_agent_extra=f"vod2s3-worker/{name}",
+            stall_seconds=settings.stall_seconds,
         )
         accounts = AccountCache(self.accounts, self.box)
         bandwidth = Bandwidth(settings.max_bandwidth, accounts.limit, self.metrics)
@@ -199,9 +202,9 @@ class Runtime:
             ),
             keeper=LeaseKeeper(queue, registry, worker_id, lock, bandwidth.report),
             shutting_down=threading.Event(),
-            budget=PartBudget(settings.parts_in_memory * settings.part_size),
             worker_name=name,
             bandwidth=bandwidth,
+            sender=Sender(connection_rules(settings)),
             metrics=self.metrics,
         )
         days = settings.retention_days

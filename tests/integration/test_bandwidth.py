@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.faultproxy import FaultProxy
-from tests.helpers import free_port
+from tests.helpers import BytesSource, free_port
 from tests.integration.test_cli import VOD2S3, Cli, cli  # noqa: F401  (the cli fixture)
 from tests.service import (
     RunningService,
@@ -176,7 +176,8 @@ def test_a_signed_body_is_paid_for_once(s3_endpoint: str, bucket: str) -> None:
         paid: list[int] = []
         data = os.urandom(3 * SEND_BLOCK + 5)
 
-        client.put_object(Bucket=bucket, Key="signed", Body=part_body(data, paid.append))
+        body = part_body(BytesSource(data), 0, len(data), paid.append)
+        client.put_object(Bucket=bucket, Key="signed", Body=body)
 
         assert sum(paid) == len(data), signing
 

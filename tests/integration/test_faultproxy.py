@@ -8,6 +8,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -102,6 +103,8 @@ def test_bad_rules_are_refused() -> None:
         proxy.add_rule(Rule(times=-2))
     with pytest.raises(ValueError, match="header"):
         proxy.add_rule(Rule(action="headers", headers={"x-a": "1\r\nx-b: 2"}))
+    with pytest.raises(ValueError, match="rate"):
+        proxy.add_rule(Rule(action="slow"))
     with pytest.raises(RuntimeError, match="not started"):
         _ = proxy.url
 
@@ -383,3 +386,52 @@ def test_filtered_rules_do_not_fire_on_other_operations(
     ]
     assert all(s.status in (200, 204) for s in seen)
     assert proxy.part_numbers() == [1, 3]
+
+
+def test_stall_reads_no_body_and_answers_nothing(
+    proxy: FaultProxy, bucket: str, s3_client: Any
+) -> None:
+    """The client's body fills the buffers and goes no further: its send times out."""
+    proxy.add_rule(Rule(operation="PutObject", action="stall"))
+    impatient = client_via(proxy, connect_timeout=0.5, read_timeout=0.5)
+    with pytest.raises((ReadTimeoutError, ConnectionClosedError, EndpointConnectionError)):
+        impatient.put_object(Bucket=bucket, Key="stalled", Body=os.urandom(64 * MIB))
+
+    assert statuses(proxy, "PutObject") == [0]
+    assert proxy.seen[0].body_bytes == 0
+    assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0  # never forwarded
+    impatient.put_object(Bucket=bucket, Key="after", Body=b"x")  # the next one goes through
+    assert statuses(proxy, "PutObject") == [0, 200]
+
+
+def test_most_in_flight_counts_requests_held_at_once_by_operation(
+    proxy: FaultProxy, bucket: str
+) -> None:
+    proxy.add_rule(Rule(operation="PutObject", action="delay", delay=0.5, times=-1))
+    clients = [client_via(proxy) for _ in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        for done in [
+            pool.submit(c.put_object, Bucket=bucket, Key=f"k{i}", Body=b"x")
+            for i, c in enumerate(clients)
+        ]:
+            done.result()
+
+    assert proxy.most_in_flight("PutObject") == 3
+    assert proxy.most_in_flight("UploadPart") == 0
+    proxy.clear()
+    assert proxy.most_in_flight("PutObject") == 0
+
+
+def test_slow_reads_the_body_at_the_rate_and_forwards_it(
+    proxy: FaultProxy, client: Any, bucket: str, s3_client: Any
+) -> None:
+    proxy.add_rule(Rule(operation="PutObject", action="slow", rate=256 * 1024))
+    data = os.urandom(512 * 1024)
+
+    client.put_object(Bucket=bucket, Key="slow", Body=data)
+
+    arrivals = proxy.body_bytes()
+    assert arrivals[-1][0] - arrivals[0][0] >= 1.0  # 8 pieces of 64 KiB, each paid for
+    assert statuses(proxy, "PutObject") == [200]
+    assert proxy.in_flight_of("PutObject") == 0
+    assert s3_client.get_object(Bucket=bucket, Key="slow")["Body"].read() == data

@@ -25,6 +25,7 @@ import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.config import Config
 
+from tests.faultproxy import FaultProxy, Rule
 from tests.helpers import free_port
 from vod2s3.contract import RESULT_KEYS
 from vod2s3.headers import decode_value
@@ -32,7 +33,6 @@ from vod2s3.s3 import (
     AttemptFailure,
     MultipartProgress,
     ObjectSpec,
-    PartBudget,
     S3Target,
     SentPart,
     UploadOutcome,
@@ -1042,11 +1042,14 @@ class SlowEndpoint:
 def test_a_slow_link_that_keeps_taking_bytes_is_not_timed_out(tmp_path: Path) -> None:
     """urllib3 sends a body under the connect timeout, and Python bounds a whole sendall by
     it: a 12 MiB body in one write would have to arrive within that timeout. Each write of
-    a PartBody has the timeout to itself, as botocore's 16 KiB writes had."""
+    a PartBody has the timeout to itself, as botocore's 16 KiB writes had. Nor is it
+    abandoned as stalled: it keeps taking bytes."""
     slow = SlowEndpoint(rate=6 * MIB)  # 12 MiB takes about 2 s; the timeout is 1 s
     target = S3Target("testing", "testing", "us-east-1", slow.url)
     try:
-        client = make_client(target, connect_timeout=1, read_timeout=10, payload_signing="off")
+        client = make_client(
+            target, connect_timeout=1, read_timeout=10, payload_signing="off", stall_seconds=0.5
+        )
         outcome = send(client, target, write(tmp_path, os.urandom(12 * MIB)), spec("videos"))
     finally:
         slow.close()
@@ -1054,6 +1057,43 @@ def test_a_slow_link_that_keeps_taking_bytes_is_not_timed_out(tmp_path: Path) ->
     assert outcome.s3_status == 200
     assert slow.received == [12 * MIB]
     assert slow.expect_headers == 0
+
+
+def test_a_connection_the_store_stops_reading_from_is_abandoned(
+    s3_endpoint: str, s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    """The proxy reads a PutObject's headers and none of its body: the connection's window
+    stays shut. It is given up once no byte has moved for stall_seconds (1 s here), long
+    before the 60 s timeouts, and the next request, on a fresh connection, goes through."""
+    data = os.urandom(24 * MIB)  # more than the loopback socket buffers hold
+    path = write(tmp_path, data)
+    single_put = UploadTuning(multipart_threshold=64 * MIB)
+    outcomes: list[UploadOutcome | AttemptFailure] = []
+    with FaultProxy(s3_endpoint) as proxy:
+        proxy.add_rule(Rule(operation="PutObject", action="stall"))
+        target = S3Target("testing", "testing", "us-east-1", proxy.url, addressing_style="path")
+        client = make_client(
+            target, connect_timeout=60, read_timeout=60, payload_signing="off", stall_seconds=1
+        )
+
+        def attempts() -> None:
+            for _ in range(2):
+                try:
+                    outcomes.append(send(client, target, path, spec(bucket), single_put))
+                except AttemptFailure as failure:
+                    outcomes.append(failure)
+
+        sender = threading.Thread(target=attempts, daemon=True)
+        sender.start()
+        sender.join(timeout=30)  # a hang until the 60 s timeouts fails here instead
+
+        assert not sender.is_alive()
+        first, second = outcomes
+        assert isinstance(first, AttemptFailure)
+        assert first.retryable
+        assert isinstance(second, UploadOutcome)
+        assert [seen.status for seen in proxy.seen] == [0, 200]
+    assert s3_client.get_object(Bucket=bucket, Key=KEY)["Body"].read() == data
 
 
 @pytest.mark.parametrize(
@@ -1087,39 +1127,6 @@ def test_signed_bodies_are_hashed_by_botocores_own_signer(
     assert chosen("UploadPart") == signer
     assert chosen("CompleteMultipartUpload") is None
     assert chosen("HeadObject") is None
-
-
-def test_a_shared_part_budget_bounds_parts_across_concurrent_uploads(
-    client: Any, target: S3Target, s3_client: Any, bucket: str, tmp_path: Path
-) -> None:
-    """Two uploads of 3 whole 5 MiB parts each, 4 in flight each, share a budget of 2 parts'
-    bytes: never more than 2 parts are read and on the wire at once, and both complete."""
-    budget = PartBudget(2 * 5 * MIB)
-    on_the_wire = PartsOnTheWire(client, hold=0.1)
-    sources = []
-    for name in ("one", "two"):
-        path = tmp_path / f"{name}.mp4"
-        path.write_bytes(os.urandom(15 * MIB))
-        sources.append(path)
-    errors: list[BaseException] = []
-
-    def run(path: Path) -> None:
-        try:
-            send(client, target, path, spec(bucket, key=path.name), MULTIPART, budget=budget)
-        except BaseException as error:  # reported by the assertion below
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(path,)) for path in sources]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
-    assert 1 < on_the_wire.most <= 2
-    for path in sources:
-        body = s3_client.get_object(Bucket=bucket, Key=path.name)["Body"].read()
-        assert body == path.read_bytes()
 
 
 def test_a_takeover_aborts_strays_an_unrecorded_attempt_left(

@@ -22,7 +22,7 @@ import pytest
 from tests.faultproxy import FaultProxy, Rule
 from tests.service import RunningService, make_settings, running_service
 from vod2s3.client import Vod2s3Client
-from vod2s3.config import MiB
+from vod2s3.config import MiB, Settings
 from vod2s3.worker.loop import Worker
 
 KEY = "faults/video.mp4"
@@ -341,4 +341,64 @@ def test_source_changed_mid_upload_restarts_with_the_new_content(
     assert h.proxy.count("CreateMultipartUpload") == 2
     assert sorted(h.proxy.part_numbers()[sent_by_first:]) == [1, 2, 3, 4]
     assert stored(s3_client, h.bucket) == new
+    assert open_uploads(s3_client, h.bucket) == []
+
+
+# --- connections --------------------------------------------------------------------------
+
+
+def test_one_large_file_goes_over_more_than_three_connections_at_default_settings(
+    start: Callable[..., Harness], s3_client: Any
+) -> None:
+    """Issue 14: a worker used to send at most 3 parts at once (its 3 part buffers), however
+    long and lossy the link. Parts now hold no buffer, and the worker's own limit starts
+    above 3. Each part is held at the proxy a moment, so the ones sent together overlap."""
+    defaults = Settings()
+    h = start(
+        parts_in_flight=defaults.parts_in_flight,
+        parts_in_memory=defaults.parts_in_memory,
+        s3_max_connections=defaults.s3_max_connections,
+        s3_max_connections_per_upload=defaults.s3_max_connections_per_upload,
+    )
+    data = os.urandom(41 * MiB)  # nine parts of 5 MiB
+    upload_id = h.queue(data)
+    h.proxy.add_rule(Rule(operation="UploadPart", action="delay", delay=0.5, times=-1))
+
+    assert h.service.drain() == 1
+    record = h.api.get(upload_id)
+
+    assert record["state"] == "completed", record["message"]
+    assert h.proxy.most_in_flight("UploadPart") > 3
+    assert sorted(h.proxy.part_numbers()) == list(range(1, 10))
+    assert stored(s3_client, h.bucket) == data
+
+
+def test_a_stalled_part_is_abandoned_and_the_upload_completes(
+    start: Callable[..., Harness], s3_client: Any
+) -> None:
+    """The proxy stops reading part 2's body. With VOD2S3_STALL_SECONDS=1 the worker gives
+    that connection up long before its 60 s timeouts, and part 2 goes again, on a fresh
+    connection, in the next attempt."""
+    h = start(
+        part_size=16 * MiB,  # more than the loopback socket buffers hold
+        stall_seconds=1.0,
+        s3_connect_timeout=60.0,
+        s3_read_timeout=60.0,
+    )
+    data = os.urandom(33 * MiB)  # parts of 16, 16 and 1 MiB
+    upload_id = h.queue(data)
+    h.proxy.add_rule(Rule(operation="UploadPart", part_number=2, action="stall"))
+    drained: list[int] = []
+    worker = threading.Thread(target=lambda: drained.append(h.service.drain()), daemon=True)
+
+    worker.start()
+    worker.join(timeout=45)  # a hang until the 60 s timeouts fails here instead
+
+    assert drained == [2]  # two attempts ran
+    record = h.api.get(upload_id)
+    assert record["state"] == "completed", record["message"]
+    assert record["attempts"] == 2
+    assert counts(h.proxy.part_numbers()) == {1: 1, 2: 2, 3: 1}
+    assert [s.status for s in h.proxy.seen if s.part_number == 2] == [0, 200]
+    assert stored(s3_client, h.bucket) == data
     assert open_uploads(s3_client, h.bucket) == []

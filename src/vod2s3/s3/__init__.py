@@ -1,7 +1,6 @@
 """The S3 uploader: one file into one S3 object. Knows nothing of the store or the API."""
 
 from vod2s3.s3.abort import abort_upload
-from vod2s3.s3.budget import PartBudget
 from vod2s3.s3.classify import classify
 from vod2s3.s3.client import make_client
 from vod2s3.s3.failure import AttemptFailure
@@ -15,7 +14,6 @@ __all__ = [
     "MultipartProgress",
     "NoJournal",
     "ObjectSpec",
-    "PartBudget",
     "S3Target",
     "SentPart",
     "UploadJournal",

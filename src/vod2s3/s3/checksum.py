@@ -19,7 +19,17 @@ ALGORITHM: Final = "CRC32C"  # sent as ChecksumCRC32C on PutObject, UploadPart a
 
 
 def checksum(data: bytes) -> str:
-    return base64.b64encode(crc32c(data).to_bytes(4, "big")).decode("ascii")
+    return encoded(crc32c(data))
+
+
+def running(data: bytes, previous: int) -> int:
+    """The CRC32C of the bytes so far and ``data`` after them (``previous`` 0 to begin)."""
+    return int(crc32c(data, previous))
+
+
+def encoded(value: int) -> str:
+    """A CRC32C value in S3's form."""
+    return base64.b64encode(value.to_bytes(4, "big")).decode("ascii")
 
 
 def composite(part_checksums: Sequence[str]) -> str:

@@ -67,6 +67,11 @@ def classify(
     options that were sent, by field name) only make the message more precise."""
     if isinstance(exc, AttemptFailure):
         return exc
+    # Raised by a body as it was read to be sent (a changed source, s3/body.py), and
+    # wrapped by botocore as if the connection had failed.
+    inner = exc.kwargs.get("error") if isinstance(exc, HTTPClientError) else None
+    if isinstance(inner, AttemptFailure):
+        return inner
     if isinstance(exc, ClientError):
         return _from_client_error(exc, bucket, options or {})
     if isinstance(exc, BotoCoreError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Literal
 
 import boto3
@@ -31,6 +32,7 @@ def make_client(
     payload_signing: str = "auto",
     session: boto3.session.Session | None = None,
     user_agent_extra: str = "",
+    stall_seconds: float = 30.0,
 ) -> S3Client:
     """A client that never retries on its own: the worker retries whole attempts, with backoff.
 
@@ -40,6 +42,7 @@ def make_client(
     two clients in one session at once (boto3 sessions are not thread-safe).
     ``user_agent_extra`` is appended to the User-Agent: the worker names itself there, so
     S3 access logs (and the tests' proxy) tell which worker sent a request.
+    ``stall_seconds``: see :func:`abandon_stalled_connections`.
     """
     over_tls = not target.endpoint_url or target.endpoint_url.lower().startswith("https:")
     sign_payload = payload_signing == "on" or (payload_signing == "auto" and not over_tls)
@@ -86,10 +89,30 @@ def make_client(
         verify=target.ca_bundle or None,
     )
     skip_expect_continue(client)
+    abandon_stalled_connections(client, stall_seconds)
     if sign_payload:
         sign_bodies_with_hashlib(client)
         hashing_reads_send_nothing(client)
     return client
+
+
+def abandon_stalled_connections(client: S3Client, seconds: float) -> None:
+    """A connection whose sent bytes stay unacknowledged for ``seconds`` is closed by the
+    kernel (TCP_USER_TIMEOUT, Linux), and the request fails; the part goes again on a fresh
+    connection. It counts from the last byte the store took, so a slow connection that
+    keeps moving lives on, and it covers a store (or a middlebox) that stops reading while
+    its window stays shut, which no socket timeout of ours sees: urllib3 bounds a body's
+    writes by the connect timeout only, and each of our writes is a whole block.
+
+    botocore's Config has no socket options; its session passes the list it was built with
+    to urllib3's pool manager, which opens every connection with it, so the option joins
+    that list before the first connection is opened.
+    """
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if option is None:
+        return  # not Linux: only the timeouts above apply
+    options: list[tuple[int, int, int]] = client._endpoint.http_session._socket_options  # type: ignore[attr-defined]
+    options.append((socket.IPPROTO_TCP, option, max(1, round(seconds * 1000))))
 
 
 def skip_expect_continue(client: S3Client) -> None:

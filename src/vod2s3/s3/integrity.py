@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 from vod2s3.s3 import checksum as crc
@@ -32,9 +32,37 @@ ALGORITHMS: Final[dict[Mode, str]] = {"crc32c": "CRC32C", "md5": "MD5", "sha256"
 def part_check(mode: Mode, data: bytes) -> str:
     """The check value of one body, as it is kept in the part journal. CRC32C values stay
     bare (as every journal before other modes holds them); others carry their mode."""
-    if mode == "crc32c":
-        return crc.checksum(data)
-    return f"{mode}:{_digest(mode, data)}"
+    return blocks_check(mode, [data])
+
+
+def blocks_check(mode: Mode, blocks: Iterable[bytes]) -> str:
+    """:func:`part_check` of the body made of ``blocks`` in order, without ever holding the
+    whole body: a part is checked block by block as it is read from the file."""
+    check = RunningCheck(mode)
+    for block in blocks:
+        check.update(block)
+    return check.value()
+
+
+class RunningCheck:
+    """The check value of bytes seen a block at a time."""
+
+    def __init__(self, mode: Mode) -> None:
+        self.mode = mode
+        self._crc = 0
+        # MD5 here is S3's integrity check (Content-MD5), not a security measure.
+        self._hash = None if mode == "crc32c" else hashlib.new(mode, usedforsecurity=False)
+
+    def update(self, block: bytes) -> None:
+        if self._hash is None:
+            self._crc = crc.running(block, self._crc)
+        else:
+            self._hash.update(block)
+
+    def value(self) -> str:
+        if self._hash is None:
+            return crc.encoded(self._crc)
+        return f"{self.mode}:{base64.b64encode(self._hash.digest()).decode('ascii')}"
 
 
 def _digest(mode: Mode, data: bytes) -> str:

@@ -1,7 +1,7 @@
 """A large file as a multipart upload: parts read and sent in parallel, then completed.
 
-Memory stays bounded: a part is read by the thread that sends it, and no more than
-``parts_in_flight`` parts are submitted at a time, so at most that many part buffers exist.
+Memory stays bounded: a part is read from the file block by block by the thread that sends
+it (s3/streamed.py), so a part in flight holds one block, not the part.
 """
 
 from __future__ import annotations
@@ -9,15 +9,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import FIRST_COMPLETED, Future, as_completed, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vod2s3.s3.abort import abort_strays, abort_upload
-from vod2s3.s3.body import part_body
-from vod2s3.s3.budget import PartBudget, unlimited
 from vod2s3.s3.classify import classify
 from vod2s3.s3.failure import AttemptFailure, stopped
 from vod2s3.s3.integrity import (
@@ -26,13 +24,14 @@ from vod2s3.s3.integrity import (
     completed_part,
     create_params,
     mode_of,
-    part_check,
 )
 from vod2s3.s3.journal import MultipartProgress, SentPart, UploadJournal
 from vod2s3.s3.model import ObjectSpec, UploadTuning
 from vod2s3.s3.params import object_params, payer_params
 from vod2s3.s3.parts import MAX_PARTS, MIN_PART_SIZE, Part, part_size_for, plan_parts
+from vod2s3.s3.sending import Sender
 from vod2s3.s3.source import SourceFile
+from vod2s3.s3.streamed import streamed_body
 
 if TYPE_CHECKING:  # the stubs are a development dependency only
     from mypy_boto3_s3 import S3Client
@@ -51,18 +50,18 @@ class _Upload:
     throttle: Callable[[int], None] | None = None
 
     def send(self, part: Part) -> SentPart:
-        """Runs in a pool thread: read, checksum and send one part — unless the attempt
-        was told to stop (its lease is gone) while the part waited for its turn."""
+        """Runs in a pool thread: checksum one part in a pass over the file, then send it
+        from the file — unless the attempt was told to stop (its lease is gone) while the
+        part waited for its turn."""
         if self.should_stop():
             raise stopped()
-        data = self.source.read(part.offset, part.length)
-        value = part_check(self.mode, data)
+        value, body = streamed_body(self.source, part.offset, part.length, self.mode, self.throttle)
         response = self.client.upload_part(
             Bucket=self.spec.bucket,
             Key=self.spec.key,
             UploadId=self.upload_id,
             PartNumber=part.number,
-            Body=part_body(data, self.throttle),
+            Body=body,
             **body_params(self.mode, value),
             **payer_params(self.spec),
         )
@@ -92,9 +91,9 @@ def upload_multipart(
     should_stop: Callable[[], bool],
     journal: UploadJournal,
     resume: MultipartProgress | None = None,
-    budget: PartBudget | None = None,
     taken_over: bool = False,
     throttle: Callable[[int], None] | None = None,
+    sender: Sender | None = None,
 ) -> tuple[Mapping[str, Any], list[SentPart]]:
     """S3's CompleteMultipartUpload answer and the parts, in order.
 
@@ -102,6 +101,9 @@ def upload_multipart(
     (those that were in flight) are sent. A failure that makes the upload id useless (a
     permanent error, a changed source) aborts it; any other failure leaves it for the next
     attempt to resume, and the journal holds what it needs.
+
+    Parts go through ``sender`` (the worker's, shared by its uploads), at most
+    ``tuning.parts_in_flight`` of this upload at once.
     """
     mode: Mode = tuning.integrity  # type: ignore[assignment]
     upload, done = _resume(client, spec, source, size, resume, journal, should_stop, mode)
@@ -139,7 +141,8 @@ def upload_multipart(
             progress,
             should_stop,
             journal,
-            budget or unlimited(),
+            sender or Sender.fixed(tuning.parts_in_flight),
+            own_sender=sender is None,
         )
         source.check()  # a change after the last part was read
         if should_stop():
@@ -234,38 +237,28 @@ def _send_parts(
     progress: Callable[[int], None],
     should_stop: Callable[[], bool],
     journal: UploadJournal,
-    budget: PartBudget,
+    sender: Sender,
+    own_sender: bool,
 ) -> list[SentPart]:
     sent: list[SentPart] = []
     running: set[Future[SentPart]] = set()
-    # Leaving this block, on failure too, waits for the parts still on the wire, so none can
-    # land after the caller's abort.
-    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="s3-part") as pool:
-        try:
-            for part in parts:
-                while len(running) >= in_flight:
-                    _collect(running, sent, progress, journal)
-                if should_stop():
-                    raise stopped()
-                taken = budget.take(part.length, should_stop)
-                try:
-                    future = pool.submit(upload.send, part)
-                except BaseException:
-                    budget.give_back(taken)
-                    raise
-                # The buffer is gone once S3 has answered, success or not.
-                future.add_done_callback(functools.partial(_give_back, budget, taken))
-                running.add(future)
-            while running:
+    try:
+        for part in parts:
+            while len(running) >= in_flight:
                 _collect(running, sent, progress, journal)
-        except Exception:
-            _settle(running, sent, progress, journal)
-            raise
+            if should_stop():
+                raise stopped()
+            running.add(sender.submit(functools.partial(upload.send, part), should_stop))
+        while running:
+            _collect(running, sent, progress, journal)
+    except Exception:
+        # Waits for the parts still on the wire, so none can land after the caller's abort.
+        _settle(running, sent, progress, journal)
+        raise
+    finally:
+        if own_sender:
+            sender.close()
     return sorted(sent, key=lambda p: p.number)
-
-
-def _give_back(budget: PartBudget, taken: int, _done: Future[SentPart]) -> None:
-    budget.give_back(taken)
 
 
 def _collect(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 from vod2s3.s3.failure import source_changed
 
@@ -45,3 +46,12 @@ class SourceFile:
             data = b"".join(chunks)
         self.check()
         return data
+
+    def blocks(self, offset: int, length: int, block: int) -> Iterator[bytes]:
+        """The bytes ``[offset, offset + length)`` in reads of at most ``block`` bytes: a pass
+        over a part that never holds more than one block of it."""
+        end = offset + length
+        while offset < end:
+            count = min(block, end - offset)
+            yield self.read(offset, count)
+            offset += count

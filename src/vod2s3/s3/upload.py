@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-from vod2s3.s3.budget import PartBudget, unlimited
 from vod2s3.s3.classify import classify
 from vod2s3.s3.confirm import confirmed
 from vod2s3.s3.failure import stopped
@@ -17,6 +16,7 @@ from vod2s3.s3.params import sent_options
 from vod2s3.s3.parts import MAX_PUT_SIZE
 from vod2s3.s3.put import put_object
 from vod2s3.s3.results import build_results, response_status
+from vod2s3.s3.sending import Sender
 from vod2s3.s3.source import SourceFile
 from vod2s3.s3.urls import object_url
 
@@ -38,9 +38,9 @@ def upload(
     should_stop: Callable[[], bool] = lambda: False,
     journal: UploadJournal | None = None,
     resume: MultipartProgress | None = None,
-    budget: PartBudget | None = None,
     taken_over: bool = False,
     throttle: Callable[[int], None] | None = None,
+    sender: Sender | None = None,
 ) -> UploadOutcome:
     """Upload ``size`` bytes of ``fd`` as ``spec``; raise :class:`AttemptFailure` on failure.
 
@@ -54,11 +54,13 @@ def upload(
     journal recorded: see :mod:`vod2s3.s3.journal`. A journal that answers False stops the
     upload (a "Stopped" failure) without touching S3 state. Exceptions raised by the journal
     come back out unchanged too, and leave the upload to be resumed.
-    ``budget`` caps the part buffers this upload and others sharing it hold at once.
     ``taken_over``: an earlier attempt may have died between creating a multipart upload and
     recording it; before creating a new one, such strays of the same key are aborted.
     ``throttle(n)`` is called by each body just before it hands ``n`` bytes to the
     connection, on the sending thread; it returns once they may go (the uplink budget).
+    ``sender``: the worker's sending threads and connection limit, shared by its uploads
+    (s3/sending.py); without it, the upload sends ``tuning.parts_in_flight`` at a time on
+    threads of its own.
     """
     mode: Mode = tuning.integrity  # type: ignore[assignment]  # checked by UploadTuning
     journal = _CarriedJournal(journal or NoJournal())
@@ -79,20 +81,20 @@ def upload(
                 should_stop,
                 journal,
                 resume,
-                budget,
                 taken_over,
-                throttle,
+                throttle if sender is None else sender.counted(throttle),
+                sender,
             )
             response = confirmed(client, spec, response)
             computed = composite(mode, [part.checksum for part in sent])
             checksum = final_checksum(mode, response, computed, parts=len(sent))
         else:
-            room = budget or unlimited()
-            taken = room.take(size, should_stop)
-            try:
+            if sender is None:
                 response, computed = put_object(client, spec, source, size, mode, throttle)
-            finally:
-                room.give_back(taken)
+            else:
+                with sender.slot(should_stop):
+                    counted = sender.counted(throttle)
+                    response, computed = put_object(client, spec, source, size, mode, counted)
             response = confirmed(client, spec, response)
             checksum = final_checksum(mode, response, computed)
             progress(size)

@@ -28,7 +28,9 @@ class ClientCache:
         payload_signing: str,
         pool_size: int,
         user_agent_extra: str = "",
+        stall_seconds: float = 30.0,
     ) -> None:
+        self._stall_seconds = stall_seconds
         self._user_agent_extra = user_agent_extra
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -78,4 +80,5 @@ class ClientCache:
             max_pool_connections=self._pool_size,
             session=self._session,
             user_agent_extra=self._user_agent_extra,
+            stall_seconds=self._stall_seconds,
         )

@@ -25,12 +25,13 @@ from vod2s3.s3 import (
     AttemptFailure,
     MultipartProgress,
     ObjectSpec,
-    PartBudget,
     SentPart,
     UploadTuning,
     abort_upload,
     upload,
 )
+from vod2s3.s3.concurrency import ConcurrencyRules
+from vod2s3.s3.sending import Sender
 from vod2s3.storage import open_source, resolve_source
 from vod2s3.store.journal import JournalRead, PartJournal
 from vod2s3.store.outage import OutageLog
@@ -62,9 +63,9 @@ class JobContext:
     policy: RetryPolicy
     keeper: LeaseKeeper
     shutting_down: threading.Event
-    budget: PartBudget
     worker_name: str
     bandwidth: Bandwidth
+    sender: Sender
     metrics: Metrics = field(default_factory=Metrics)
 
 
@@ -254,6 +255,24 @@ def _source_failure(error: SourceError) -> AttemptFailure:
     )
 
 
+# Requests a worker sends at once when it starts: enough that one file beats the three
+# connections of the old part budget at once, few enough not to flood a small store.
+INITIAL_CONNECTIONS = 4
+
+
+def connection_rules(settings: Settings) -> ConcurrencyRules:
+    """The worker-wide limit on requests in flight: adaptive, up to VOD2S3_S3_MAX_CONNECTIONS."""
+    maximum = settings.s3_max_connections
+    return ConcurrencyRules(initial=min(INITIAL_CONNECTIONS, maximum), maximum=maximum)
+
+
+def per_upload_limit(settings: Settings) -> int:
+    """Requests one upload may have in flight: VOD2S3_PARTS_IN_FLIGHT when set, never more
+    than VOD2S3_S3_MAX_CONNECTIONS_PER_UPLOAD."""
+    per_upload = settings.s3_max_connections_per_upload
+    return min(settings.parts_in_flight or per_upload, per_upload)
+
+
 def _send(
     ctx: JobContext, claimed: ClaimedUpload, held: HeldLease, account: Account, fd: int, size: int
 ) -> None:
@@ -265,7 +284,7 @@ def _send(
         tuning = UploadTuning(
             multipart_threshold=ctx.settings.multipart_threshold,
             part_size=ctx.settings.part_size,
-            parts_in_flight=ctx.settings.parts_in_flight,
+            parts_in_flight=per_upload_limit(ctx.settings),
             integrity=integrity.mode,
         )
         with ctx.bandwidth.running(account.id):
@@ -283,9 +302,9 @@ def _send(
                 ),
                 journal=journal,
                 resume=resume_state(ctx, claimed, held),
-                budget=ctx.budget,
                 taken_over=claimed.attempts > 1,
                 throttle=ctx.bandwidth.throttle_for(account.id),
+                sender=ctx.sender,
             )
     except AttemptFailure as failure:
         if not held.usable():

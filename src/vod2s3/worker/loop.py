@@ -130,6 +130,7 @@ class Worker:
             self._loop(interval, next_sweep)
         finally:
             self._pool.shutdown(wait=True)
+            self._ctx.sender.close()
             keeper_stop.set()
             keeper.join()
             if retention is not None:

@@ -23,6 +23,7 @@ COPY --from=build /opt/vod2s3 /opt/vod2s3
 ENV PATH=/opt/vod2s3/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    MALLOC_ARENA_MAX=2 \
     VOD2S3_DATABASE_URL=sqlite:////var/lib/vod2s3/vod2s3.db \
     VOD2S3_STORAGE_ROOT=/srv/storage \
     HEALTHCHECK_URL=http://127.0.0.1:8080/healthz

@@ -24,13 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import boto3  # noqa: E402
-from common import MIB, VOD2S3, make_source, run_command  # noqa: E402
+from common import MIB, VOD2S3, make_source, process, run_command  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from tests.faultproxy import FaultProxy  # noqa: E402
 from tests.helpers import free_port, moto_server_process, wait_for_http  # noqa: E402
@@ -51,24 +48,6 @@ WARM_UP = 5.0
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-@contextmanager
-def process(cmd: list[str], env: dict[str, str], log_path: Path) -> Iterator[None]:
-    with log_path.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
 
 
 def received(proxy: FaultProxy) -> int:

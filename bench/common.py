@@ -12,7 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -173,3 +174,83 @@ def make_source(path: Path, size: int) -> None:
 def run_command(cmd: list[str], env: dict[str, str]) -> str:
     """``cmd``'s standard output; its failure raises."""
     return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+@contextlib.contextmanager
+def process(
+    cmd: list[str], env: dict[str, str], log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``cmd`` running in its own process group for the ``with`` block, output appended to
+    ``log_path``; SIGTERM to the group at the end, SIGKILL after 10 s."""
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+@dataclass(frozen=True)
+class Ran:
+    """How a command run with a time limit ended: ``returncode`` None if it was killed at
+    the limit; ``peak_rss_kib`` the process's VmHWM as last read before it ended (read every
+    50 ms; its children are not counted). Not wait4's ru_maxrss: a child forked from a large
+    interpreter starts with the interpreter's RSS in it."""
+
+    wall_s: float
+    returncode: int | None
+    peak_rss_kib: int
+
+
+def run_limited(cmd: list[str], env: dict[str, str], log_path: Path, limit: float) -> Ran:
+    """Run ``cmd`` (own process group, output to ``log_path``) for at most ``limit`` seconds;
+    its group is killed at the limit. Timed from start to exit."""
+    with log_path.open("ab") as out:
+        began = time.monotonic()
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    peak = 0
+    try:
+        while time.monotonic() - began < limit:
+            peak = max(peak, peak_rss_kib(proc.pid) or 0)
+            pid, status = os.waitpid(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                return Ran(time.monotonic() - began, proc.returncode, peak)
+            time.sleep(0.05)
+        wall = time.monotonic() - began
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.returncode = os.waitstatus_to_exitcode(os.waitpid(proc.pid, 0)[1])
+        return Ran(wall, None, peak)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything it left behind in its group
+
+
+def peak_rss_kib(pid: int) -> int | None:
+    """A live process's peak resident set (VmHWM), or None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return None

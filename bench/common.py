@@ -244,13 +244,19 @@ def run_limited(cmd: list[str], env: dict[str, str], log_path: Path, limit: floa
             os.killpg(proc.pid, signal.SIGKILL)  # anything it left behind in its group
 
 
-def peak_rss_kib(pid: int) -> int | None:
-    """A live process's peak resident set (VmHWM), or None once it is gone."""
+def status_number(pid: int, field: str) -> int | None:
+    """A number field of a live process's /proc/<pid>/status (``VmRSS`` and ``VmHWM`` in
+    KiB, ``Threads``); None once the process is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
     for line in status.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return None
+
+
+def peak_rss_kib(pid: int) -> int | None:
+    """A live process's peak resident set (VmHWM), or None once it is gone."""
+    return status_number(pid, "VmHWM")

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +25,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bandwidth import VOD2S3, Service, log
+from bandwidth import Service
+from common import MIB, VOD2S3, log, process, status_number
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,16 +35,7 @@ from tests.faultproxy import Rule  # noqa: E402
 
 from vod2s3.bandwidth import parse_rate  # noqa: E402
 
-MIB = 1024 * 1024
 SAMPLE = 0.5  # seconds between samples
-
-
-def status_kib(pid: int, field: str) -> int:
-    """A ``VmRSS``/``VmHWM``-style field of /proc/<pid>/status, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise KeyError(field)
 
 
 def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -57,15 +46,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         api, proxy = service.account(1, receive_buffer=64 * 1024)
         proxy.add_rule(Rule(operation="UploadPart", action="slow", rate=rate, times=-1))
         service.upload(api, 1, "big.mp4", size)
-        with (work / "worker.log").open("ab") as out:
-            worker = subprocess.Popen(
-                [VOD2S3, "worker"],
-                env=service.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
+        with process([VOD2S3, "worker"], service.env, work / "worker.log") as worker:
             began = time.monotonic()
             reached: float | None = None
             samples: list[tuple[float, int, int]] = []  # (seconds, in flight, RSS KiB)
@@ -75,26 +56,13 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     raise RuntimeError(f"the worker exited ({worker.returncode}): see worker.log")
                 now = time.monotonic() - began
                 in_flight = proxy.in_flight_of("UploadPart")
-                samples.append((now, in_flight, status_kib(worker.pid, "VmRSS")))
+                samples.append((now, in_flight, status_number(worker.pid, "VmRSS") or 0))
                 if reached is None and in_flight >= args.target:
                     reached = now
                 if reached is not None and now - reached >= args.hold:
                     break
-            peak_kib = status_kib(worker.pid, "VmHWM")
-            threads = int(
-                next(
-                    line.split()[1]
-                    for line in Path(f"/proc/{worker.pid}/status").read_text().splitlines()
-                    if line.startswith("Threads:")
-                )
-            )
-        finally:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
+            peak_kib = status_number(worker.pid, "VmHWM") or 0
+            threads = status_number(worker.pid, "Threads") or 0
     held = [s for s in samples if reached is not None and s[0] >= reached]
     return {
         "file_bytes": size,

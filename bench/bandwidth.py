@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import boto3  # noqa: E402
-from common import MIB, VOD2S3, make_source, process, run_command  # noqa: E402
+from common import MIB, VOD2S3, create_account, make_source, process, run_command  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from tests.faultproxy import FaultProxy  # noqa: E402
 from tests.helpers import free_port, moto_server_process, wait_for_http  # noqa: E402
@@ -96,14 +96,8 @@ class Service:
 
     def account(self, cdn: int, receive_buffer: int = 0) -> tuple[Vod2s3Client, FaultProxy]:
         proxy = self.stack.enter_context(FaultProxy(self.endpoint, receive_buffer=receive_buffer))
-        user = f"user{cdn}"
-        made = json.loads(
-            run_command([VOD2S3, "accounts", "create", "--cdn", str(cdn), "--storage-user", user,
-                 "--json"], self.env)
-        )  # fmt: skip
-        run_command([VOD2S3, "accounts", "set-aws", "--cdn", str(cdn), "--access-key-id", "bench",
-             "--secret-access-key", "bench", "--endpoint-url", proxy.url], self.env)  # fmt: skip
-        return Vod2s3Client(self.url, cdn, made["api_key"], made["secret"]), proxy
+        made = create_account(self.env, cdn, f"user{cdn}", proxy.url)
+        return Vod2s3Client(self.url, cdn, made.api_key, made.secret), proxy
 
     def upload(self, api: Vod2s3Client, cdn: int, name: str, size: int) -> int:
         path = f"sestore1/user{cdn}/{name}"

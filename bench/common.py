@@ -5,6 +5,7 @@ subprocess."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -156,6 +157,13 @@ MIB = 1024 * 1024
 VOD2S3 = str(Path(sys.executable).parent / "vod2s3")
 
 
+@dataclass(frozen=True)
+class Account:
+    cdn: int
+    api_key: str
+    secret: str
+
+
 def make_source(path: Path, size: int) -> None:
     """A file of ``size`` random bytes at ``path``, kept if one of that size is there."""
     if path.exists() and path.stat().st_size == size:
@@ -174,6 +182,18 @@ def make_source(path: Path, size: int) -> None:
 def run_command(cmd: list[str], env: dict[str, str]) -> str:
     """``cmd``'s standard output; its failure raises."""
     return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def create_account(env: dict[str, str], cdn: int, storage_user: str, endpoint_url: str) -> Account:
+    """An account made with the CLI, its bucket credentials ``bench``/``bench`` at
+    ``endpoint_url``; its API key and secret."""
+    made = json.loads(
+        run_command([VOD2S3, "accounts", "create", "--cdn", str(cdn), "--storage-user",
+                     storage_user, "--json"], env)
+    )  # fmt: skip
+    run_command([VOD2S3, "accounts", "set-aws", "--cdn", str(cdn), "--access-key-id", "bench",
+                 "--secret-access-key", "bench", "--endpoint-url", endpoint_url], env)  # fmt: skip
+    return Account(cdn, str(made["api_key"]), str(made["secret"]))
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import boto3  # noqa: E402
-from common import MIB, VOD2S3, make_source, run_command  # noqa: E402
+from common import MIB, VOD2S3, create_account, make_source, run_command  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from tests.faultproxy import FaultProxy  # noqa: E402
 from tests.helpers import free_port, moto_server_process, wait_for_http  # noqa: E402
@@ -71,34 +71,13 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             aws_secret_access_key="bench",
         ).create_bucket(Bucket="bench")
         run_command([VOD2S3, "db", "upgrade"], env)
-        account = json.loads(
-            run_command(
-                [VOD2S3, "accounts", "create", "--cdn", "1", "--storage-user", "bench", "--json"],
-                env,
-            )
-        )
-        run_command(
-            [
-                VOD2S3,
-                "accounts",
-                "set-aws",
-                "--cdn",
-                "1",
-                "--access-key-id",
-                "bench",
-                "--secret-access-key",
-                "bench",
-                "--endpoint-url",
-                proxy.url,
-            ],
-            env,
-        )
+        account = create_account(env, 1, "bench", proxy.url)
         port = free_port()
         try:
             api_proc = start([VOD2S3, "api", "--port", str(port)], env, work / "api.log")
             wait_for_http(f"http://127.0.0.1:{port}/healthz")
             api = Vod2s3Client(
-                f"http://127.0.0.1:{port}/stable/", 1, account["api_key"], account["secret"]
+                f"http://127.0.0.1:{port}/stable/", 1, account.api_key, account.secret
             )
             worker = start([VOD2S3, "worker"], env, work / "worker1.log")
             upload_id = api.upload("sestore1/bench/big.mp4", "bench", "private")["id"]

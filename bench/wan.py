@@ -52,6 +52,7 @@ import boto3  # noqa: E402
 from common import (  # noqa: E402
     MIB,
     VOD2S3,
+    create_account,
     log,
     make_source,
     peak_rss_kib,
@@ -402,11 +403,8 @@ def vod2s3_env(work: Path, storage: Path, src: Path, extra: dict[str, str]) -> d
 
 
 def vod2s3_account(env: dict[str, str], url: str) -> Vod2s3Client:
-    made = json.loads(run_command([VOD2S3, "accounts", "create", "--cdn", "1",
-                                   "--storage-user", "bench", "--json"], env))  # fmt: skip
-    run_command([VOD2S3, "accounts", "set-aws", "--cdn", "1", "--access-key-id", "bench",
-                 "--secret-access-key", "bench", "--endpoint-url", ENDPOINT], env)  # fmt: skip
-    return Vod2s3Client(url, 1, made["api_key"], made["secret"])
+    made = create_account(env, 1, "bench", ENDPOINT)
+    return Vod2s3Client(url, made.cdn, made.api_key, made.secret)
 
 
 def wait_uploads(api: Vod2s3Client, ids: set[int], deadline: float) -> dict[int, dict[str, Any]]:

@@ -66,9 +66,10 @@ class RunningCheck:
 
 
 def _digest(mode: Mode, data: bytes) -> str:
-    # MD5 here is S3's integrity check (Content-MD5), not a security measure.
-    digest = hashlib.new(mode, data, usedforsecurity=False)
-    return base64.b64encode(digest.digest()).decode("ascii")
+    """``data``'s MD5 or SHA-256 in base64, without the mode's prefix."""
+    check = RunningCheck(mode)
+    check.update(data)
+    return _bare(check.value())
 
 
 def mode_of(part_value: str) -> Mode:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from vod2s3.s3.classify import classify
@@ -66,6 +67,9 @@ def upload(
     journal = _CarriedJournal(journal or NoJournal())
     progress = _carried(progress)
     should_stop = _carried(should_stop)
+    if sender is not None:
+        # The bytes sent feed the worker's connection limit (s3/concurrency.py).
+        throttle = sender.counted(throttle)
     try:
         source = SourceFile(fd, size)
         if should_stop():
@@ -82,19 +86,15 @@ def upload(
                 journal,
                 resume,
                 taken_over,
-                throttle if sender is None else sender.counted(throttle),
+                throttle,
                 sender,
             )
             response = confirmed(client, spec, response)
             computed = composite(mode, [part.checksum for part in sent])
             checksum = final_checksum(mode, response, computed, parts=len(sent))
         else:
-            if sender is None:
+            with nullcontext() if sender is None else sender.slot(should_stop):
                 response, computed = put_object(client, spec, source, size, mode, throttle)
-            else:
-                with sender.slot(should_stop):
-                    counted = sender.counted(throttle)
-                    response, computed = put_object(client, spec, source, size, mode, counted)
             response = confirmed(client, spec, response)
             checksum = final_checksum(mode, response, computed)
             progress(size)

@@ -319,7 +319,7 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         proxy = self.server.proxy
         # Matched before the body is read: a stall must not read it.
-        rule = proxy._match(operation, part_number, self.headers.get("User-Agent", ""))
+        rule = proxy._match(operation, part_number, self.user_agent)
         action = rule.action if rule is not None else None
         if rule is not None and action == "stall":
             # Recorded as it begins: the client sees nothing until it gives up, and the
@@ -352,7 +352,7 @@ class _Handler(BaseHTTPRequestHandler):
                 part_number,
                 len(body),
                 status,
-                self.headers.get("User-Agent", ""),
+                self.user_agent,
             )
             proxy._record(seq, seen)
 

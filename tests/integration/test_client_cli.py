@@ -152,8 +152,11 @@ def test_a_finished_bar_is_not_drawn_like_the_empty_track(
     empty = final_bar(empty_log.read_text(), cancelled)
 
     # Run to completion by a worker while the client follows it: its last bar is full.
+    # Another file: the same upload signed in the same second is the same request, which
+    # finds the upload it queued (api/once.py), the cancelled one.
+    other = service.write_source("sestore1/jb/b.mp4", b"video bytes" * 1000)
     full_log = tmp_path / "full.log"
-    following = follow(service, issued, source, bucket, full_log)
+    following = follow(service, issued, other, bucket, full_log)
     wait_until(following, full_log, lambda: len(api.status()) == 2)
     completed = api.status()[0]["id"]
     assert service.drain() == 1

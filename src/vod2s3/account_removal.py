@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from vod2s3.errors import Conflict
 from vod2s3.runtime import Runtime
 from vod2s3.s3 import abort_upload, make_client
-from vod2s3.store.removal import active_upload_ids, delete_account_rows
+from vod2s3.store.removal import active_uploads, delete_account_rows
 from vod2s3.worker.accounts import account_target
 from vod2s3.worker.job import object_spec
 
@@ -28,7 +28,7 @@ class Removal:
 
 def remove_account(runtime: Runtime, cdn: int, cancel_uploads: bool) -> Removal:
     account = runtime.accounts.get(cdn)
-    active = active_upload_ids(runtime.engine, account.id)
+    active = active_uploads(runtime.engine, account.id)
     if active and not cancel_uploads:
         raise Conflict(
             f"account cdn {cdn} has {len(active)} queued or running uploads: cancel them "
@@ -37,9 +37,18 @@ def remove_account(runtime: Runtime, cdn: int, cancel_uploads: bool) -> Removal:
     # Disabled first: no worker starts one of its uploads while they are being cancelled.
     runtime.accounts.set_disabled(cdn, True)
     records = runtime.uploads
-    cancelled = sum(records.cancel(account.id, upload_id)[1] for upload_id in active)
-    aborted = 0
+    cancelled = sum(records.cancel(account.id, upload.id)[1] for upload in active)
+    aborted: set[tuple[int, str]] = set()
     if account.has_aws_credentials:
+        # A running upload's worker, refused at its next part, aborts its multipart upload
+        # itself and may do so before the loop below looks: those count as aborted too, as
+        # they are gone either way by the time the rows are deleted (the loop ends only
+        # when no cancelled upload of the account still names one).
+        aborted = {
+            (upload.id, upload.multipart_upload_id)
+            for upload in active
+            if upload.multipart_upload_id is not None
+        }
         target = account_target(account, runtime.box)
         settings = runtime.settings
         client = make_client(
@@ -53,6 +62,6 @@ def remove_account(runtime: Runtime, cdn: int, cancel_uploads: bool) -> Removal:
             for left in batch:
                 abort_upload(client, object_spec(left), left.multipart_upload_id)
                 journal.forget_abandoned(left.id, left.multipart_upload_id)
-                aborted += 1
+                aborted.add((left.id, left.multipart_upload_id))
     deleted = delete_account_rows(runtime.engine, account.id)
-    return Removal(cdn, cancelled, aborted, deleted)
+    return Removal(cdn, cancelled, len(aborted), deleted)

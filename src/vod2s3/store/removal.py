@@ -8,6 +8,8 @@ goes last, in a transaction that first checks that no upload was added meanwhile
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import Engine, delete, func, select
 
 from vod2s3.errors import Conflict
@@ -19,15 +21,23 @@ ACTIVE_STATES = ("queued", "uploading")
 BATCH = 500
 
 
-def active_upload_ids(engine: Engine, account_id: int) -> list[int]:
+@dataclass(frozen=True, slots=True)
+class ActiveUpload:
+    """A queued or running upload, and the multipart upload it has open on S3 if any."""
+
+    id: int
+    multipart_upload_id: str | None
+
+
+def active_uploads(engine: Engine, account_id: int) -> list[ActiveUpload]:
     """The account's queued and running uploads."""
     with transaction(engine) as conn:
         rows = conn.execute(
-            select(uploads.c.id)
+            select(uploads.c.id, uploads.c.multipart_upload_id)
             .where(uploads.c.account_id == account_id, uploads.c.state.in_(ACTIVE_STATES))
             .order_by(uploads.c.id)
         )
-        return [int(row.id) for row in rows]
+        return [ActiveUpload(int(row.id), row.multipart_upload_id) for row in rows]
 
 
 def delete_account_rows(engine: Engine, account_id: int, batch: int = BATCH) -> int:

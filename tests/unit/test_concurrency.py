@@ -91,6 +91,39 @@ def test_when_throughput_stops_rising_it_steps_back_to_the_best_limit_and_holds(
     assert run.window(20e6) == 9  # then it probes again
 
 
+def test_a_held_limit_that_does_clearly_worse_than_the_one_given_up_grows_at_once() -> None:
+    """A lossy long link: 9 connections measured while new looked as good as 13, but once
+    settled they carry far less than 13 did. The hold ends; 13 is tried again."""
+    run = Run()
+    assert [run.window(rate) for rate in (10e6, 20e6, 30e6)] == [6, 9, 13]
+    assert run.window(30.5e6) == 9  # 13 bought nothing over 9 (as measured): back to 9
+    assert run.window(20e6) == 9  # 13 were still in flight as it began: it measured 13
+
+    assert run.window(18e6) == 13  # settled, 9 carry 18 MB/s where 13 carried 30.5
+    assert run.window(28e6) == 19  # and 13 beat 9 as measured now: growing again
+
+
+def test_a_held_limit_about_as_good_as_the_one_given_up_holds() -> None:
+    """The usual case (a full link, or a store at its capacity): no early end."""
+    run = Run()
+    run.window(10e6)
+    run.window(20e6)
+    run.window(20.5e6)  # back to 6
+    run.window(20e6)  # the 9 requests drain
+
+    assert [run.window(19.8e6) for _ in range(HOLD_WINDOWS - 1)] == [6] * (HOLD_WINDOWS - 1)
+
+
+def test_a_slow_down_hold_does_not_end_early() -> None:
+    run = Run()
+    for rate in (1e6, 2e6, 4e6, 8e6):
+        run.window(rate)
+    run.controller.slowed_down(run.now)
+    run.window(8e6)  # the 19 requests drain
+
+    assert [run.window(1e6) for _ in range(HOLD_WINDOWS - 1)] == [9] * (HOLD_WINDOWS - 1)
+
+
 def test_a_probe_that_pays_keeps_growing() -> None:
     run = Run()
     run.window(10e6)

@@ -45,6 +45,12 @@ class ConcurrencyController:
       the best seen so far by RISE: the best is now this limit; grow by half (at least 1);
     - it was in use and throughput did not rise: go back to the best limit and hold it for
       HOLD_WINDOWS windows (measuring it afresh), then probe again by growing;
+    - while holding, the best limit does clearly worse (by RISE) than the larger one just
+      given up did: its best was measured while connections were new, not what it carries
+      now, so the hold ends and it grows at once. On a lossy long link a fresh connection
+      sends fast until its first losses, then settles at a fraction of that: a limit
+      measured in its first windows looks better than it is, and the larger limit would
+      otherwise be given up for 5 windows on that false comparison;
     - it was not in use: nothing was learnt about more connections; keep the limit;
     - more requests than the limit were in flight (after a step back or a halving, the
       requests already sent run on; a part can take many windows on a slow link): the
@@ -60,7 +66,10 @@ class ConcurrencyController:
         self.limit = rules.initial
         self._best_rate = 0.0
         self._best_limit = rules.initial
+        self.last_rate = 0.0  # bytes a second in the last window closed
+        self.windows = 0  # windows closed so far
         self._hold = 0
+        self._above_rate = 0.0  # what the limit given up for the best one carried
         self._window_start = now
         self._bytes = 0
         self._current = 0
@@ -83,6 +92,7 @@ class ConcurrencyController:
         self.limit = max(self.rules.minimum, self.limit // 2)
         self._best_limit = self.limit
         self._best_rate = 0.0
+        self._above_rate = 0.0  # the store asked for fewer: no early end to this hold
         self._hold = HOLD_WINDOWS
         self._new_window(now)
 
@@ -91,6 +101,8 @@ class ConcurrencyController:
         if elapsed < self.rules.window:
             return
         rate = self._bytes / elapsed
+        self.last_rate = rate
+        self.windows += 1
         if self._busiest == self.limit:
             self._decide(rate)
         self._new_window(now)
@@ -100,6 +112,8 @@ class ConcurrencyController:
             # Holding at the best limit: measure it afresh, for the next probe to beat.
             self._hold -= 1
             self._best_rate = rate
+            if rate * (1 + RISE) < self._above_rate:
+                self._hold = 0
             if self._hold == 0:
                 self._grow()
             return
@@ -108,6 +122,7 @@ class ConcurrencyController:
             self._best_limit = self.limit
             self._grow()
             return
+        self._above_rate = rate
         self.limit = self._best_limit
         self._hold = HOLD_WINDOWS
 

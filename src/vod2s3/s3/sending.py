@@ -8,6 +8,7 @@ many files share them.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,8 @@ from vod2s3.s3.concurrency import ConcurrencyController, ConcurrencyRules
 from vod2s3.s3.failure import stopped
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 _WAIT_SLICE = 0.25  # seconds between checks of should_stop while waiting for a slot
 
@@ -80,7 +83,9 @@ class Sender:
             if throttle is not None:
                 throttle(sent)
             with self._changed:
+                before = self._controller.limit, self._controller.windows
                 self._controller.sent(sent, self._clock())
+                self._limit_changed(before)
                 self._changed.notify_all()  # the limit may have grown
 
         return count
@@ -100,7 +105,9 @@ class Sender:
     def _heard(self, exc: ClientError) -> None:
         if exc.response.get("Error", {}).get("Code") == "SlowDown":
             with self._changed:
+                before = self._controller.limit, self._controller.windows
                 self._controller.slowed_down(self._clock())
+                self._limit_changed(before)
 
     def _take(self, should_stop: Callable[[], bool]) -> None:
         with self._changed:
@@ -110,10 +117,27 @@ class Sender:
                     raise stopped()
             self._in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self._in_flight)
+            before = self._controller.limit, self._controller.windows
             self._controller.in_flight(self._in_flight, self._clock())
+            self._limit_changed(before)
 
     def _give_back(self) -> None:
         with self._changed:
             self._in_flight -= 1
+            before = self._controller.limit, self._controller.windows
             self._controller.in_flight(self._in_flight, self._clock())
+            self._limit_changed(before)
             self._changed.notify_all()
+
+    def _limit_changed(self, before: tuple[int, int]) -> None:
+        """A debug line per window closed or limit changed: how the limit moves, and why,
+        is what an operator tuning the connection settings (or a benchmark) needs to see."""
+        controller = self._controller
+        if (controller.limit, controller.windows) != before:
+            log.debug(
+                "requests at once: limit %d -> %d, %d in flight; %.2f MB/s sent in the last window",
+                before[0],
+                controller.limit,
+                self._in_flight,
+                controller.last_rate / 1e6,
+            )

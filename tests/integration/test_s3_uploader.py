@@ -42,7 +42,7 @@ from vod2s3.s3 import (
 )
 from vod2s3.s3.body import PartBody
 from vod2s3.s3.checksum import checksum
-from vod2s3.s3.client import HASHLIB_SIGNER
+from vod2s3.s3.client import HASHLIB_SIGNER, UNSENT_BYTES
 
 MIB = 1024 * 1024
 # multipart_threshold = 1 makes even a tiny file a (one-part) multipart upload: cheap coverage
@@ -1057,6 +1057,27 @@ def test_a_slow_link_that_keeps_taking_bytes_is_not_timed_out(tmp_path: Path) ->
     assert outcome.s3_status == 200
     assert slow.received == [12 * MIB]
     assert slow.expect_headers == 0
+
+
+def test_the_clients_connections_carry_the_stall_timeout_and_a_short_send_queue(
+    s3_endpoint: str,
+) -> None:
+    """Both options are on the sockets that the client's own pool opens: what the kernel
+    enforces, not a list of settings."""
+    target = S3Target("testing", "testing", "us-east-1", s3_endpoint, addressing_style="path")
+    client = make_client(
+        target, connect_timeout=5, read_timeout=5, payload_signing="off", stall_seconds=7
+    )
+    client.list_buckets()  # the pool exists, and a request went through it
+    pools = client._endpoint.http_session._manager
+    connection = pools.connection_from_url(s3_endpoint)._get_conn()
+    connection.connect()
+    try:
+        opened = connection.sock
+        assert opened.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 7000
+        assert opened.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT) == UNSENT_BYTES
+    finally:
+        connection.close()
 
 
 def test_a_connection_the_store_stops_reading_from_is_abandoned(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import boto3
 import botocore.auth
@@ -90,6 +90,7 @@ def make_client(
     )
     skip_expect_continue(client)
     abandon_stalled_connections(client, stall_seconds)
+    keep_send_queues_short(client)
     if sign_payload:
         sign_bodies_with_hashlib(client)
         hashing_reads_send_nothing(client)
@@ -102,17 +103,39 @@ def abandon_stalled_connections(client: S3Client, seconds: float) -> None:
     connection. It counts from the last byte the store took, so a slow connection that
     keeps moving lives on, and it covers a store (or a middlebox) that stops reading while
     its window stays shut, which no socket timeout of ours sees: urllib3 bounds a body's
-    writes by the connect timeout only, and each of our writes is a whole block.
-
-    botocore's Config has no socket options; its session passes the list it was built with
-    to urllib3's pool manager, which opens every connection with it, so the option joins
-    that list before the first connection is opened.
+    writes by the connect timeout only, and each of our writes is a whole block. (Not
+    Linux: only those timeouts apply.)
     """
-    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    _add_tcp_option(client, "TCP_USER_TIMEOUT", max(1, round(seconds * 1000)))
+
+
+# How many bytes a connection may hold written but not yet sent (TCP_NOTSENT_LOWAT).
+UNSENT_BYTES: Final = 256 * 1024
+
+
+def keep_send_queues_short(client: S3Client) -> None:
+    """A write returns once the bytes are on the wire, or nearly, not once they are queued.
+
+    The kernel grows a connection's send buffer to several MiB on a long link, and a write
+    into it returns at once: the bytes counted as sent (by the uplink budget, and by the
+    controller that decides how many connections to keep busy, s3/concurrency.py) would run
+    megabytes ahead of the network whenever a connection opens, making the window in which
+    connections were added look faster than the link, and the next one slower. With at
+    most UNSENT_BYTES queued beyond what the network has taken, the count follows the link.
+    The congestion window still fills: this bounds only the bytes not yet sent.
+    """
+    _add_tcp_option(client, "TCP_NOTSENT_LOWAT", UNSENT_BYTES)
+
+
+def _add_tcp_option(client: S3Client, name: str, value: int) -> None:
+    """botocore's Config has no socket options; its session passes the list it was built
+    with to urllib3's pool manager, which opens every connection with it, so an option
+    joins that list before the first connection is opened."""
+    option = getattr(socket, name, None)
     if option is None:
-        return  # not Linux: only the timeouts above apply
+        return  # not Linux: the option does not exist here
     options: list[tuple[int, int, int]] = client._endpoint.http_session._socket_options  # type: ignore[attr-defined]
-    options.append((socket.IPPROTO_TCP, option, max(1, round(seconds * 1000))))
+    options.append((socket.IPPROTO_TCP, option, value))
 
 
 def skip_expect_continue(client: S3Client) -> None:
@@ -141,8 +164,8 @@ def sign_bodies_with_hashlib(client: S3Client) -> None:
 
     With awscrt installed (we use it for CRC32C), botocore signs S3 requests with awscrt's
     signer, which hashes a signed body by reading it back through a Python stream, a
-    callback per small block. botocore's own signer reads it in 1 MiB views of the part's
-    buffer (s3/body.py) and hashes each with hashlib, which releases the GIL, so parts in
+    callback per small block. botocore's own signer reads it a block at a time (s3/body.py)
+    and hashes each with hashlib, which releases the GIL, so parts in
     flight hash on both cores at once. Same signature, 0.2 CPU-s/GiB less
     (docs/benchmarks.md). Other operations carry no body and keep awscrt's signer.
     """

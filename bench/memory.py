@@ -1,16 +1,19 @@
 """Peak RSS of a worker process with many requests in flight, against moto on loopback.
 
-    .venv/bin/python bench/memory.py [--size 400M] [--rate 128k] [--target 64]
-                                     [--hold 15] [--timeout 120] [--workdir DIR]
+    .venv/bin/python bench/memory.py [--size 400M] [--files 2] [--rate 128k]
+                                     [--target 64] [--hold 15] [--timeout 120]
+                                     [--workdir DIR] [--env NAME=VALUE ...]
 
-One account, one worker (`vod2s3 worker`, default settings but 5 MiB parts), one file of
-``--size``. The account's endpoint is tests/faultproxy.py in front of moto, reading every
-UploadPart body at ``--rate`` bytes a second: a slow link, so that every request stays
-in flight mid-body (its sending thread blocked in a write, holding a block) and adding
-connections keeps raising throughput, which is what makes the worker's limit grow. The
-run samples the worker's VmRSS, and the UploadPart requests the proxy holds, every 0.5 s
-until ``--target`` have been in flight at once for ``--hold`` seconds (or ``--timeout``),
-then reads the worker's peak RSS (VmHWM) and stops it. Target (issue 14): at least 64
+One account, one worker (`vod2s3 worker`, default settings but 5 MiB parts, and any
+``--env``), ``--files`` files of ``--size`` each (one upload each: one upload alone
+sends at most VOD2S3_S3_MAX_CONNECTIONS_PER_UPLOAD, 32, parts at once). The account's
+endpoint is tests/faultproxy.py in front of moto, reading every UploadPart body at
+``--rate`` bytes a second: a slow link, so that every request stays in flight mid-body
+(its sending thread blocked in a write, holding a block) and adding connections keeps
+raising throughput, which is what makes the worker's limit grow. The run samples the
+worker's VmRSS, and the UploadPart requests the proxy holds, every 0.5 s until
+``--target`` have been in flight at once for ``--hold`` seconds (or ``--timeout``), then
+reads the worker's peak RSS (VmHWM) and stops it. Target (issue 14): at least 64
 requests in flight within 160 MiB peak RSS.
 """
 
@@ -42,10 +45,12 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     rate = parse_rate(args.rate) or 0
     size = parse_rate(args.size) or 0
     with ExitStack() as stack:
-        service = Service(work, stack, {"VOD2S3_PART_SIZE": str(5 * MIB)})
+        env = {"VOD2S3_PART_SIZE": str(5 * MIB), **dict(item.split("=", 1) for item in args.env)}
+        service = Service(work, stack, env)
         api, proxy = service.account(1, receive_buffer=64 * 1024)
         proxy.add_rule(Rule(operation="UploadPart", action="slow", rate=rate, times=-1))
-        service.upload(api, 1, "big.mp4", size)
+        for number in range(args.files):
+            service.upload(api, 1, f"big{number}.mp4", size)
         with process([VOD2S3, "worker"], service.env, work / "worker.log") as worker:
             began = time.monotonic()
             reached: float | None = None
@@ -66,6 +71,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     held = [s for s in samples if reached is not None and s[0] >= reached]
     return {
         "file_bytes": size,
+        "files": args.files,
+        "settings": env,
         "part_bytes": 5 * MIB,
         "proxy_read_rate_bytes_per_second_per_request": rate,
         "target_in_flight": args.target,
@@ -82,7 +89,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="400M")
+    parser.add_argument("--files", type=int, default=2)
     parser.add_argument("--rate", default="128k")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--target", type=int, default=64)
     parser.add_argument("--hold", type=float, default=15.0)
     parser.add_argument("--timeout", type=float, default=120.0)

@@ -20,6 +20,7 @@ from vod2s3.callbacks.ssrf import Resolver, system_resolver
 from vod2s3.clock import Clock, SystemClock
 from vod2s3.config import Settings
 from vod2s3.crypto import SecretBox, load_master_key, read_key_file
+from vod2s3.malloc_arenas import limit_malloc_arenas
 from vod2s3.metrics import DatabaseReading, Metrics
 from vod2s3.s3.sending import Sender
 from vod2s3.store.answers import CommandAnswers
@@ -166,6 +167,7 @@ class Runtime:
 
     def worker(self, concurrency: int | None = None, volumes: tuple[str, ...] = ()) -> Worker:
         """A worker, registered (and on PostgreSQL holding its lock) from now on."""
+        limit_malloc_arenas()  # before its sending threads start
         concurrency = concurrency or self.settings.worker_concurrency
         settings = self.settings
         name = new_owner_id()

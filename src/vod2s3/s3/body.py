@@ -36,14 +36,15 @@ def _sending() -> bool:
     return not getattr(_signing, "active", False)
 
 
-# urllib3 asks a stream body for 16 KiB at a time: 1,024 reads and sends per 16 MiB part.
+# urllib3 asks a stream body for 16 KiB at a time: 512 reads and sends per 8 MiB part.
 # A bytes body goes out in one sendall instead, but Python bounds a whole sendall by the
 # socket's timeout, which urllib3 sets to the *connect* timeout while it sends: a part
-# would then have to reach S3 within 10 s (1.6 MB/s per connection) or fail. Writes of
-# 1 MiB cost about what one write costs (docs/benchmarks.md), and each has the timeout to
-# itself: only a connection that moves less than 1 MiB in a whole timeout (100 KiB/s with
-# the default 10 s) fails.
-SEND_BLOCK: Final = 1024 * 1024
+# would then have to reach S3 within 10 s or fail. Each write of a block has the timeout
+# to itself: only a connection that moves less than a block in a whole timeout fails.
+# The block is what a request in flight holds: 256 KiB lets a worker keep 64 requests in
+# flight within 160 MiB (bench/memory.py), at a cost in CPU per GiB measured against 1 MiB
+# blocks in docs/benchmarks.md.
+SEND_BLOCK: Final = 256 * 1024
 
 
 class RangeSource(Protocol):

@@ -193,7 +193,7 @@ class Settings:
     retry_max_delay: float = 300.0
     poll_interval: float = 1.0
     multipart_threshold: int = 16 * MiB
-    part_size: int = 16 * MiB
+    part_size: int = 8 * MiB
     # A cap on one upload's requests in flight; 0: none but s3_max_connections_per_upload.
     parts_in_flight: int = 0
     # Ignored since parts are sent from the file a block at a time (docs/decisions.md): it
@@ -205,7 +205,7 @@ class Settings:
     # Requests a worker process sends at once, in all and for one upload: the limit starts at
     # a few and grows while throughput rises, up to these (s3/concurrency.py).
     s3_max_connections: int = 64
-    s3_max_connections_per_upload: int = 32
+    s3_max_connections_per_upload: int = 64
     # Seconds a connection may go without the store taking any of a request body's bytes
     # before it is abandoned and the part sent again (s3/client.py).
     stall_seconds: float = 30.0

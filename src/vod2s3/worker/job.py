@@ -255,9 +255,11 @@ def _source_failure(error: SourceError) -> AttemptFailure:
     )
 
 
-# Requests a worker sends at once when it starts: enough that one file beats the three
-# connections of the old part budget at once, few enough not to flood a small store.
-INITIAL_CONNECTIONS = 4
+# Requests a worker sends at once when it starts: aws-cli's 10, about, and few enough not
+# to flood a small store. On a long link the first windows are the slowest to learn from
+# (fresh connections run fast until their first losses, then settle): starting at 4 spent
+# 10 to 20 s there (docs/benchmarks.md, "The emulated WAN").
+INITIAL_CONNECTIONS = 8
 
 
 def connection_rules(settings: Settings) -> ConcurrencyRules:

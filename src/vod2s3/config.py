@@ -186,7 +186,11 @@ class Settings:
     timestamp_window: int = 300
     max_body_bytes: int = 64 * 1024
     # worker
-    worker_concurrency: int = 4
+    # Uploads a worker runs at once. Many, since a request in flight costs one send block,
+    # not a part buffer: the sending pool's adaptive limit, not this, bounds the requests
+    # in flight, and with few uploads at once many small files could not fill a long link
+    # (docs/benchmarks.md, "The emulated WAN, again").
+    worker_concurrency: int = 16
     lease_seconds: int = 60
     max_attempts: int = 5
     retry_base_delay: float = 2.0

@@ -7,7 +7,8 @@ import pytest
 from vod2s3.s3.concurrency import HOLD_WINDOWS, ConcurrencyController, ConcurrencyRules
 
 WINDOW = 2.0
-RULES = ConcurrencyRules(initial=4, maximum=64, minimum=1, window=WINDOW)
+# Growth by half from the first window: the doubling start has tests of its own (below).
+RULES = ConcurrencyRules(initial=4, maximum=64, minimum=1, window=WINDOW, doubling_start=False)
 
 
 class Run:
@@ -50,7 +51,7 @@ def test_nothing_is_decided_before_a_window_has_passed() -> None:
 
 
 def test_it_never_grows_past_the_maximum() -> None:
-    run = Run(ConcurrencyRules(initial=4, maximum=10, window=WINDOW))
+    run = Run(ConcurrencyRules(initial=4, maximum=10, window=WINDOW, doubling_start=False))
 
     limits = [run.window(rate) for rate in (1e6, 2e6, 4e6, 8e6)]
 
@@ -97,10 +98,20 @@ def test_a_held_limit_that_does_clearly_worse_than_the_one_given_up_grows_at_onc
     run = Run()
     assert [run.window(rate) for rate in (10e6, 20e6, 30e6)] == [6, 9, 13]
     assert run.window(30.5e6) == 9  # 13 bought nothing over 9 (as measured): back to 9
-    assert run.window(20e6) == 9  # 13 were still in flight as it began: it measured 13
+    assert run.window(30e6) == 9  # 13 still in flight, doing as well: wait for the drain
 
     assert run.window(18e6) == 13  # settled, 9 carry 18 MB/s where 13 carried 30.5
     assert run.window(28e6) == 19  # and 13 beat 9 as measured now: growing again
+
+
+def test_a_drain_that_does_clearly_worse_than_the_limit_given_up_ends_the_hold() -> None:
+    """The 13 requests still in flight after the step back carry far less than when they
+    were new: 9 can only do worse. No waiting for them to drain."""
+    run = Run()
+    assert [run.window(rate) for rate in (10e6, 20e6, 30e6)] == [6, 9, 13]
+    assert run.window(30.5e6) == 9
+
+    assert run.window(20e6) == 13  # a draining window, 13 in flight, at 20 MB/s
 
 
 def test_a_held_limit_about_as_good_as_the_one_given_up_holds() -> None:
@@ -185,7 +196,8 @@ def test_rules_that_cannot_work_are_refused(rules: dict[str, float]) -> None:
 
 def test_windows_with_more_in_flight_than_the_limit_measure_nothing() -> None:
     """After a step back, the requests already sent run on: until they drain, a window
-    measures the old number of connections, and the hold waits for them."""
+    measures the old number of connections, and the hold waits for them (while they do
+    about as well as the limit given up did)."""
     run = Run()
     run.window(10e6)
     run.window(20e6)
@@ -194,8 +206,39 @@ def test_windows_with_more_in_flight_than_the_limit_measure_nothing() -> None:
     for _ in range(HOLD_WINDOWS + 2):
         run.controller.in_flight(9, run.now)
         run.now += WINDOW
-        run.controller.sent(10**6, run.now)
+        run.controller.sent(int(19.5e6 * WINDOW), run.now)
     assert run.controller.limit == 6  # the hold has not even begun
     held = [run.window(20e6) for _ in range(HOLD_WINDOWS + 1)]
 
     assert held == [6] * HOLD_WINDOWS + [9]  # the first drained the 9
+
+
+DOUBLING = ConcurrencyRules(initial=8, maximum=64, window=WINDOW)
+
+
+def test_it_doubles_from_the_start_while_throughput_keeps_rising() -> None:
+    run = Run(DOUBLING)
+
+    assert [run.window(rate) for rate in (5e6, 10e6, 20e6)] == [16, 32, 64]
+
+
+def test_after_the_first_step_back_it_grows_by_half() -> None:
+    run = Run(DOUBLING)
+    assert [run.window(rate) for rate in (5e6, 10e6, 20e6)] == [16, 32, 64]
+    assert run.window(20.5e6) == 32  # 64 bought nothing over 32: back to 32
+    run.window(20e6)  # the 64 requests drain
+
+    held = [run.window(20e6) for _ in range(HOLD_WINDOWS)]
+
+    assert held == [32] * (HOLD_WINDOWS - 1) + [48]  # the probe: half again, not double
+
+
+def test_after_a_slow_down_it_grows_by_half() -> None:
+    run = Run(DOUBLING)
+    run.window(5e6)  # 16
+    run.controller.slowed_down(run.now)
+    assert run.controller.limit == 8
+
+    held = [run.window(5e6) for _ in range(HOLD_WINDOWS)]
+
+    assert held == [8] * (HOLD_WINDOWS - 1) + [12]

@@ -15,7 +15,7 @@ def test_repr_masks_the_master_key_the_operator_token_and_the_database_password(
     for secret in ("Pa55w0rd", "a-master-key-value", "an-operator-token-value"):
         assert secret not in shown
     assert "postgresql://vod2s3:***@db.internal:5432/vod2s3" in shown
-    assert "worker_concurrency=4" in shown  # the rest is still there
+    assert "worker_concurrency=16" in shown  # the rest is still there
 
 
 def test_masked_url_leaves_urls_without_a_password_alone() -> None:

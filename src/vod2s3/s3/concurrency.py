@@ -26,6 +26,8 @@ class ConcurrencyRules:
     maximum: int = 64
     minimum: int = 1
     window: float = 2.0  # seconds of bytes measured per decision
+    # Double (not grow by half) until the first step back or slow-down.
+    doubling_start: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.minimum <= self.initial <= self.maximum:
@@ -42,7 +44,9 @@ class ConcurrencyController:
     current window (``rules.window`` seconds) and decide:
 
     - the limit was in use (requests in flight reached it) and the window's throughput beat
-      the best seen so far by RISE: the best is now this limit; grow by half (at least 1);
+      the best seen so far by RISE: the best is now this limit; grow, doubling until the
+      first step back or slow-down (a start that finds a fast link's number of
+      connections in few windows, as TCP's slow start does), by half (at least 1) after;
     - it was in use and throughput did not rise: go back to the best limit and hold it for
       HOLD_WINDOWS windows (measuring it afresh), then probe again by growing;
     - while holding, the best limit does clearly worse (by RISE) than the larger one just
@@ -54,7 +58,9 @@ class ConcurrencyController:
     - it was not in use: nothing was learnt about more connections; keep the limit;
     - more requests than the limit were in flight (after a step back or a halving, the
       requests already sent run on; a part can take many windows on a slow link): the
-      window measured the old number, not this one; keep the limit and wait.
+      window measured the old number, not this one; keep the limit and wait — unless even
+      those requests did clearly worse than the limit given up: then the hold ends early,
+      as above.
 
     A slow-down halves the limit at once and forgets the best throughput (the store's
     capacity, not the link's, is the bound now). The requests in flight when the store
@@ -70,6 +76,7 @@ class ConcurrencyController:
         self.windows = 0  # windows closed so far
         self._hold = 0
         self._above_rate = 0.0  # what the limit given up for the best one carried
+        self._starting = rules.doubling_start  # until the first step back or slow-down
         self._window_start = now
         self._bytes = 0
         self._current = 0
@@ -93,6 +100,7 @@ class ConcurrencyController:
         self._best_limit = self.limit
         self._best_rate = 0.0
         self._above_rate = 0.0  # the store asked for fewer: no early end to this hold
+        self._starting = False
         self._hold = HOLD_WINDOWS
         self._new_window(now)
 
@@ -105,14 +113,26 @@ class ConcurrencyController:
         self.windows += 1
         if self._busiest == self.limit:
             self._decide(rate)
+        elif self._busiest > self.limit and self._worse_than_above(rate):
+            # Still draining after a step back, so more requests than the limit sent in
+            # this window: if even they did clearly worse than the limit given up, the
+            # held limit can only do worse still. Waiting for the drain (a part can take
+            # many windows on a slow link) would hold the link below it for nothing.
+            self._best_rate = rate
+            self._hold = 0
+            self._grow()
         self._new_window(now)
+
+    def _worse_than_above(self, rate: float) -> bool:
+        """Holding, and ``rate`` clearly (RISE) below what the limit given up carried."""
+        return self._hold > 0 and rate * (1 + RISE) < self._above_rate
 
     def _decide(self, rate: float) -> None:
         if self._hold > 0:
             # Holding at the best limit: measure it afresh, for the next probe to beat.
             self._hold -= 1
             self._best_rate = rate
-            if rate * (1 + RISE) < self._above_rate:
+            if self._worse_than_above(rate):
                 self._hold = 0
             if self._hold == 0:
                 self._grow()
@@ -123,11 +143,13 @@ class ConcurrencyController:
             self._grow()
             return
         self._above_rate = rate
+        self._starting = False
         self.limit = self._best_limit
         self._hold = HOLD_WINDOWS
 
     def _grow(self) -> None:
-        self.limit = min(self.rules.maximum, self.limit + max(1, self.limit // 2))
+        step = self.limit if self._starting else max(1, self.limit // 2)
+        self.limit = min(self.rules.maximum, self.limit + step)
 
     def _new_window(self, now: float) -> None:
         # Requests still in flight count for the new window: a long part may start in one

@@ -82,10 +82,8 @@ class Sender:
         def count(sent: int) -> None:
             if throttle is not None:
                 throttle(sent)
-            with self._changed:
-                before = self._controller.limit, self._controller.windows
-                self._controller.sent(sent, self._clock())
-                self._limit_changed(before)
+            with self._changed, self._feeding() as controller:
+                controller.sent(sent, self._clock())
                 self._changed.notify_all()  # the limit may have grown
 
         return count
@@ -104,10 +102,8 @@ class Sender:
 
     def _heard(self, exc: ClientError) -> None:
         if exc.response.get("Error", {}).get("Code") == "SlowDown":
-            with self._changed:
-                before = self._controller.limit, self._controller.windows
-                self._controller.slowed_down(self._clock())
-                self._limit_changed(before)
+            with self._changed, self._feeding() as controller:
+                controller.slowed_down(self._clock())
 
     def _take(self, should_stop: Callable[[], bool]) -> None:
         with self._changed:
@@ -117,22 +113,24 @@ class Sender:
                     raise stopped()
             self._in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self._in_flight)
-            before = self._controller.limit, self._controller.windows
-            self._controller.in_flight(self._in_flight, self._clock())
-            self._limit_changed(before)
+            with self._feeding() as controller:
+                controller.in_flight(self._in_flight, self._clock())
 
     def _give_back(self) -> None:
         with self._changed:
             self._in_flight -= 1
-            before = self._controller.limit, self._controller.windows
-            self._controller.in_flight(self._in_flight, self._clock())
-            self._limit_changed(before)
+            with self._feeding() as controller:
+                controller.in_flight(self._in_flight, self._clock())
             self._changed.notify_all()
 
-    def _limit_changed(self, before: tuple[int, int]) -> None:
-        """A debug line per window closed or limit changed: how the limit moves, and why,
-        is what an operator tuning the connection settings (or a benchmark) needs to see."""
+    @contextmanager
+    def _feeding(self) -> Iterator[ConcurrencyController]:
+        """The controller, to feed while holding the lock; then a debug line if it closed a
+        window or changed the limit: how the limit moves, and why, is what an operator
+        tuning the connection settings (or a benchmark) needs to see."""
         controller = self._controller
+        before = controller.limit, controller.windows
+        yield controller
         if (controller.limit, controller.windows) != before:
             log.debug(
                 "requests at once: limit %d -> %d, %d in flight; %.2f MB/s sent in the last window",

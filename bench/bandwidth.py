@@ -34,8 +34,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import boto3  # noqa: E402
-from common import MIB, VOD2S3, create_account, make_source, process, run_command  # noqa: E402
+from common import (  # noqa: E402
+    MIB,
+    VOD2S3,
+    create_account,
+    make_source,
+    moto_client,
+    process,
+    run_command,
+)
 from cryptography.fernet import Fernet  # noqa: E402
 from tests.faultproxy import FaultProxy  # noqa: E402
 from tests.helpers import free_port, moto_server_process, wait_for_http  # noqa: E402
@@ -71,13 +78,7 @@ class Service:
         self.stack = stack
         self.storage = work / "storage"
         self.endpoint = stack.enter_context(moto_server_process(work / "moto.log"))
-        boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-        ).create_bucket(Bucket="bench")
+        moto_client(self.endpoint).create_bucket(Bucket="bench")
         self.env = dict(
             os.environ,
             VOD2S3_DATABASE_URL=f"sqlite:///{work / 'db.sqlite'}",

@@ -16,8 +16,9 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import boto3
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,6 +163,17 @@ class Account:
     cdn: int
     api_key: str
     secret: str
+
+
+def moto_client(url: str) -> Any:
+    """A boto3 S3 client of a benchmark's own moto server (any credentials will do)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
 
 
 def make_source(path: Path, size: int) -> None:

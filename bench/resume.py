@@ -25,8 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import boto3  # noqa: E402
-from common import MIB, VOD2S3, create_account, make_source, run_command  # noqa: E402
+from common import MIB, VOD2S3, create_account, make_source, moto_client, run_command  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from tests.faultproxy import FaultProxy  # noqa: E402
 from tests.helpers import free_port, moto_server_process, wait_for_http  # noqa: E402
@@ -63,13 +62,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     in_flight = int(env.get("VOD2S3_PARTS_IN_FLIGHT", "3"))
     api_proc = worker = None
     with moto_server_process(work / "moto.log") as endpoint, FaultProxy(endpoint) as proxy:
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-        ).create_bucket(Bucket="bench")
+        moto_client(endpoint).create_bucket(Bucket="bench")
         run_command([VOD2S3, "db", "upgrade"], env)
         account = create_account(env, 1, "bench", proxy.url)
         port = free_port()

@@ -48,13 +48,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import boto3  # noqa: E402
 from common import (  # noqa: E402
     MIB,
     VOD2S3,
     create_account,
     log,
     make_source,
+    moto_client,
     peak_rss_kib,
     process,
     run_command,
@@ -251,23 +251,13 @@ def endpoint(rundir: Path, stack: ExitStack) -> Iterator[str]:
     nginx = ["nginx", "-c", str(nginx_dir / "nginx.conf")]
     stack.enter_context(process(nginx, dict(os.environ), rundir / "nginx.out"))
     wait_for_http(f"{ENDPOINT}/moto-api/")
-    s3(moto_url).create_bucket(Bucket=BUCKET)
+    moto_client(moto_url).create_bucket(Bucket=BUCKET)
     yield moto_url
-
-
-def s3(url: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-    )
 
 
 def stored_bytes(moto_url: str) -> tuple[int, int]:
     """(objects, bytes) in the bucket, asked of moto directly."""
-    listing = s3(moto_url).list_objects_v2(Bucket=BUCKET, MaxKeys=1000).get("Contents", [])
+    listing = moto_client(moto_url).list_objects_v2(Bucket=BUCKET, MaxKeys=1000).get("Contents", [])
     return len(listing), sum(int(item["Size"]) for item in listing)
 
 
